@@ -1,0 +1,39 @@
+// Package testutil holds helpers shared by the project's tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where a missing
+// privilege or tool is a failure rather than a reason to skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// SkipOrFail skips the test on a developer machine and fails it under CI.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// RequireRoot skips (or fails under CI) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "test needs root")
+	}
+}
+
+// RequireTools skips (or fails under CI) unless every named program is in PATH.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			SkipOrFail(t, "test needs %s in PATH", tool)
+		}
+	}
+}
