@@ -1,0 +1,52 @@
+// Package hooks turns an OCI hook invocation (stage + container state) into
+// calls of ocisnap's engine: restore, export and boot views. One file per
+// action; the rules of which stage does what live in run.go.
+package hooks
+
+import (
+	"log/slog"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/policy"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
+)
+
+// Config is what the administrator sets in the hooks.d JSON args.
+type Config struct {
+	Policy   policy.Policy
+	StateDir string
+	// StrictExport makes a failed export fail the hook (and so runc's
+	// delete). Off by default: a poststop failure would abort the
+	// runtime's remaining poststop hooks.
+	StrictExport bool
+	// Stage forces the stage; empty means "from the state's status".
+	Stage  string
+	Logger *slog.Logger
+}
+
+// DefaultConfig is the configuration with no flags given.
+func DefaultConfig() Config {
+	return Config{
+		Policy:   policy.Default(),
+		StateDir: statefile.DefaultDir,
+		Logger:   slog.Default(),
+	}
+}
+
+// RegisterFlags adds the administrator's flags to fs, bound to cfg.
+func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
+	fs.StringArrayVar(&cfg.Policy.AllowDirs, "allow-dir", cfg.Policy.AllowDirs,
+		"directory that snapshot sources, export destinations and dir:/file: views must resolve inside (repeatable)")
+	fs.Int64Var(&cfg.Policy.MaxBytes, "max-bytes", cfg.Policy.MaxBytes, "most file content bytes a restore may write")
+	fs.Int64Var(&cfg.Policy.MaxEntries, "max-entries", cfg.Policy.MaxEntries, "most tar entries a restore may apply")
+	fs.BoolVar(&cfg.Policy.AllowDevices, "allow-devices", cfg.Policy.AllowDevices, "let a restore create device nodes")
+	fs.BoolVar(&cfg.Policy.GVisorCompat, "gvisor-compat", cfg.Policy.GVisorCompat,
+		"honour gVisor's dev.gvisor.tar.rootfs.upper annotation like io.ocisnap.restore")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
+	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
+		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
+}
+
+var _ = layer.DefaultMaxBytes

@@ -1,0 +1,152 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
+	"github.com/ocisnap/ocisnap/pkg/overlay"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
+)
+
+// checkExportDest refuses a destination the policy does not allow, at
+// create time, so that the user learns it when the container starts.
+func (h *hook) checkExportDest(e *exportRequest) error {
+	dir, _, err := h.cfg.Policy.OpenParent(e.dest)
+	if err != nil {
+		return err
+	}
+	return dir.Close()
+}
+
+// newRecord builds the per-container record: what poststop needs even if
+// the rootfs is unmounted by then (CRI-O unmounts storage first).
+func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record, error) {
+	rec := &statefile.Record{
+		ID:                c.State.ID,
+		Pid:               c.State.Pid,
+		Bundle:            c.State.Bundle,
+		Rootfs:            c.Rootfs,
+		Created:           time.Now().UTC(),
+		MountDestinations: c.MountDestinations(),
+		UIDMappings:       c.UIDMappings(),
+		GIDMappings:       c.GIDMappings(),
+	}
+	if rec.Pid > 0 {
+		if start, err := statefile.ProcessStartTime(rec.Pid); err == nil {
+			rec.PidStart = start
+		}
+	}
+	if req.export == nil && (req.view == nil || req.view.kind != viewImage) {
+		return rec, nil
+	}
+	m, err := overlay.Find(c.Rootfs)
+	if err != nil {
+		key := KeyExport
+		if req.export == nil {
+			key = KeyView
+		}
+		return nil, fmt.Errorf("%s: rootfs %q: %w", key, c.Rootfs, err)
+	}
+	rec.Overlay = &statefile.Overlay{
+		Upper: m.Upper, Work: m.Work, Lowers: m.Lowers, DataDirs: m.DataDirs,
+		Options: m.Options, UserXattr: m.UserXattr,
+	}
+	if req.export != nil {
+		if m.Upper == "" {
+			return nil, fmt.Errorf("%s: rootfs %q is a read-only overlay (no upperdir): nothing to export", KeyExport, c.Rootfs)
+		}
+		rec.Export = &statefile.Export{
+			Dest:        req.export.dest,
+			Format:      string(req.export.format),
+			Compression: string(req.export.compression),
+		}
+	}
+	return rec, nil
+}
+
+// recoverRecord is used at poststop when no state was recorded (the host
+// rebooted, /run was cleared, or the create-time hook did not run): if the
+// rootfs is still a mounted overlay, export from it; otherwise log and give
+// up cleanly.
+func (h *hook) recoverRecord(st *specs.State) (*statefile.Record, error) {
+	c, err := ocistate.Load(st)
+	if err != nil || c.Spec == nil {
+		h.log.Warn("no state recorded for this container and no config.json; nothing to do")
+		return nil, nil
+	}
+	req, err := parseRequest(c, h.cfg)
+	if err != nil || req.export == nil {
+		if req != nil && req.view != nil {
+			h.log.Warn("no state recorded for this container; its view (if any) is left to `ocisnap gc`")
+		}
+		return nil, nil
+	}
+	rec, err := h.newRecord(c, &request{export: req.export})
+	if err != nil {
+		h.log.Warn("no state recorded for this container and its rootfs is no longer an overlay; not exported",
+			"annotation", KeyExport, "dest", req.export.dest, "err", err)
+		return nil, nil
+	}
+	return rec, nil
+}
+
+// export writes the container's upper layer to the recorded destination,
+// atomically: the previous snapshot stays whole until the new one is synced
+// and renamed over it.
+func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
+	if rec.Overlay == nil || rec.Overlay.Upper == "" {
+		return errors.New("no overlay upper directory recorded")
+	}
+	f, err := layer.ParseFormat(rec.Export.Format)
+	if err != nil {
+		return err
+	}
+	comp, err := layer.ParseCompression(rec.Export.Compression)
+	if err != nil {
+		return err
+	}
+	sink, err := location.ParseSink(rec.Export.Dest, &h.cfg.Policy)
+	if err != nil {
+		return err
+	}
+	return WriteSnapshot(ctx, sink, rec.Overlay.Upper,
+		layer.WithFormat(f),
+		layer.WithCompression(comp),
+		layer.WithExclude(excludes(rec)...),
+		layer.WithIDMap(idMap(rec.UIDMappings, rec.GIDMappings)),
+		layer.WithLowers(append(append([]string{}, rec.Overlay.Lowers...), rec.Overlay.DataDirs...)...),
+		layer.WithUserXattr(rec.Overlay.UserXattr),
+	)
+}
+
+// WriteSnapshot writes the upper dir as a snapshot into sink, committing
+// only a complete snapshot. Shared by the hook and the CLI.
+func WriteSnapshot(ctx context.Context, sink location.Sink, upper string, opts ...layer.WriteOpt) error {
+	p, err := sink.Create(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := layer.Write(ctx, p, upper, opts...); err != nil {
+		return errors.Join(err, p.Abort())
+	}
+	return p.Commit()
+}
+
+// excludes are the runtime's mountpoint stubs: every mount destination of
+// the container (like `podman diff`, only the container's own changes).
+func excludes(rec *statefile.Record) []string {
+	out := append([]string{}, rec.MountDestinations...)
+	for _, v := range rec.Views {
+		for _, b := range v.Binds {
+			out = append(out, b.Dst)
+		}
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
+)
+
+// Stages. prestart (deprecated) and createRuntime run in the runtime's
+// namespaces after the container's namespaces exist and before pivot_root;
+// createContainer runs inside the container's mount namespace; poststop runs
+// in the runtime's namespaces after the container is deleted (Podman runs it
+// itself, before unmounting storage; CRI-O after unmounting it).
+const (
+	StagePrestart        = "prestart"
+	StageCreateRuntime   = "createRuntime"
+	StageCreateContainer = "createContainer"
+	StagePoststop        = "poststop"
+)
+
+// Run handles one hook invocation: the OCI state is read from stdin.
+func Run(ctx context.Context, cfg Config, stdin io.Reader) error {
+	st, err := ocistate.ReadState(stdin)
+	if err != nil {
+		return err
+	}
+	stage, err := stageOf(cfg.Stage, st)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", st.ID, err)
+	}
+	sd := statefile.Dir{Path: cfg.StateDir}
+	if !relevant(st.Annotations, &cfg) {
+		if stage != StagePoststop {
+			return nil
+		}
+		// A container created with annotations whose poststop state
+		// carries none (some engines pass none): the state file tells.
+		if _, err := sd.Read(st.ID); err != nil {
+			return nil
+		}
+	}
+	log := cfg.Logger.With("container", st.ID, "stage", stage)
+	h := &hook{cfg: &cfg, log: log, state: sd}
+	switch stage {
+	case StagePoststop:
+		err = h.poststop(ctx, st)
+	default:
+		err = h.create(ctx, st, stage)
+	}
+	if err != nil {
+		return fmt.Errorf("container %s: %w", st.ID, err)
+	}
+	return nil
+}
+
+// relevant reports whether any annotation asks something of ocisnap.
+func relevant(ann map[string]string, cfg *Config) bool {
+	prefixes := []string{keyPrefix}
+	if cfg.Policy.GVisorCompat {
+		prefixes = append(prefixes, KeyGVisorRestore)
+	}
+	return ocistate.HasAny(ann, prefixes...)
+}
+
+// stageOf returns the forced stage, or the stage implied by the status:
+// runc says "creating" for prestart/createRuntime/createContainer, crun
+// "created"; runc, crun and Podman say "stopped" at poststop.
+func stageOf(forced string, st *specs.State) (string, error) {
+	switch forced {
+	case StagePrestart, StageCreateRuntime, StageCreateContainer, StagePoststop:
+		return forced, nil
+	case "":
+	default:
+		return "", fmt.Errorf("unknown stage %q (want prestart, createRuntime, createContainer or poststop)", forced)
+	}
+	switch st.Status {
+	case specs.StateCreating, specs.StateCreated:
+		return StageCreateRuntime, nil
+	case specs.StateStopped:
+		return StagePoststop, nil
+	}
+	return "", fmt.Errorf("status %q: not a stage ocisnap acts in (give the stage as an argument)", st.Status)
+}
+
+type hook struct {
+	cfg   *Config
+	log   interface {
+		Info(string, ...any)
+		Warn(string, ...any)
+		Error(string, ...any)
+		Debug(string, ...any)
+	}
+	state statefile.Dir
+}
+
+// create runs at prestart/createRuntime/createContainer: restore first (the
+// restored files become part of the container's upper), then record what
+// poststop needs, then the views.
+func (h *hook) create(ctx context.Context, st *specs.State, stage string) error {
+	c, err := ocistate.Load(st)
+	if err != nil {
+		return err
+	}
+	if c.Spec == nil {
+		return fmt.Errorf("no config.json in bundle %q", st.Bundle)
+	}
+	req, err := parseRequest(c, h.cfg)
+	if err != nil {
+		return err
+	}
+	if req.empty() {
+		return nil
+	}
+	// Refuse a forbidden export destination before anything is done.
+	if req.export != nil {
+		if err := h.checkExportDest(req.export); err != nil {
+			return fmt.Errorf("%s=%s: %w", KeyExport, req.export.dest, err)
+		}
+	}
+	if req.restore != "" {
+		if err := h.restore(ctx, c, req.restore); err != nil {
+			return fmt.Errorf("%s=%s: %w", req.restoreKey, req.restore, err)
+		}
+	}
+	rec, err := h.newRecord(c, req)
+	if err != nil {
+		return err
+	}
+	if req.view != nil {
+		return h.prepareView(ctx, c, req.view, rec, stage)
+	}
+	if rec.Export != nil {
+		if err := h.state.Write(rec); err != nil {
+			return fmt.Errorf("%s: record state: %w", KeyExport, err)
+		}
+	}
+	return nil
+}
+
+// poststop releases views and writes the export recorded at create time,
+// then forgets the container.
+func (h *hook) poststop(ctx context.Context, st *specs.State) error {
+	rec, err := h.state.Read(st.ID)
+	if errors.Is(err, fs.ErrNotExist) {
+		rec, err = h.recoverRecord(st)
+		if rec == nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	var errs []error
+	if len(rec.Views) > 0 {
+		if err := h.releaseViews(ctx, rec); err != nil {
+			// The stubs may still be in the upper; the export below
+			// excludes them by path anyway.
+			errs = append(errs, fmt.Errorf("%s: release: %w", KeyView, err))
+		}
+	}
+	if rec.Export != nil {
+		if err := h.export(ctx, rec); err != nil {
+			err = fmt.Errorf("%s=%s: %w", KeyExport, rec.Export.Dest, err)
+			if h.cfg.StrictExport {
+				errs = append(errs, err)
+			} else {
+				h.log.Error("export failed; the previous snapshot is untouched", "err", err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		// Keep the state so that `ocisnap gc` or a retry can finish.
+		return errors.Join(errs...)
+	}
+	if err := h.state.Remove(st.ID); err != nil {
+		h.log.Warn("remove state", "err", err)
+	}
+	return nil
+}
+
+func joinComma(ss []string) string { return strings.Join(ss, ", ") }
