@@ -22,6 +22,8 @@ TEST_TIMEOUT ?= 60m
 
 all: build
 
+-include packaging/packaging.mk
+
 build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
