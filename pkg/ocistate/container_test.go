@@ -138,7 +138,7 @@ func TestAnnotationPerContainer(t *testing.T) {
 		{"web", "io.ocisnap.restore", "", false},
 		{"", "io.ocisnap.export", "/all.tar", true},
 		{"", "io.ocisnap.restore", "", false},
-		// "io.ocisnap.export.web" is not looked up as a plain key by a container named "web" twice.
+		// A key that only exists with a per-container suffix is not found by its prefix.
 		{"web", "io.ocisnap", "", false},
 	}
 	for _, tt := range tests {
