@@ -1,0 +1,267 @@
+// Package statefile keeps what a hook learns at container creation for the
+// hooks that run later (poststop) and for `ocisnap gc`: one JSON record per
+// container in a root-owned state directory (DefaultDir, a tmpfs, so
+// records do not outlive a reboot).
+//
+// Records are written atomically (a reader sees the old record or the new
+// one, never a mix) and container ids are validated before they become file
+// names. The state directory itself is the administrator's; the record
+// contents come from the runtime's state and config, and are trusted only
+// as far as the code that reads them checks them again.
+package statefile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// DefaultDir is the default state directory (CONTRACT.md, install layout).
+const DefaultDir = "/run/ocisnap"
+
+// ErrInvalidID is wrapped by the error for a container id that cannot be a
+// record name.
+var ErrInvalidID = errors.New("statefile: invalid container id")
+
+// Record is what createRuntime learned about one container.
+type Record struct {
+	ID  string `json:"id"`
+	Pid int    `json:"pid"`
+	// PidStart is the start time of Pid in clock ticks after boot (field 22
+	// of /proc/<pid>/stat), so that a reused pid is not taken for the
+	// container's process (see Alive). 0 if unknown.
+	PidStart uint64    `json:"pidStart,omitempty"`
+	Bundle   string    `json:"bundle,omitempty"`
+	Rootfs   string    `json:"rootfs,omitempty"`
+	Created  time.Time `json:"created"`
+	// Overlay is the overlay behind the rootfs, recorded because the rootfs
+	// may be unmounted by poststop (CRI-O unmounts storage first).
+	Overlay *Overlay `json:"overlay,omitempty"`
+	// MountDestinations are the container's mount targets: the runtime's
+	// mountpoint stubs, left out of an export.
+	MountDestinations []string               `json:"mountDestinations,omitempty"`
+	UIDMappings       []specs.LinuxIDMapping `json:"uidMappings,omitempty"`
+	GIDMappings       []specs.LinuxIDMapping `json:"gidMappings,omitempty"`
+	Export            *Export                `json:"export,omitempty"`
+	Views             []View                 `json:"views,omitempty"`
+}
+
+// Overlay describes an overlay mount as found in mountinfo.
+type Overlay struct {
+	Upper     string   `json:"upper,omitempty"`
+	Work      string   `json:"work,omitempty"`
+	Lowers    []string `json:"lowers,omitempty"`
+	DataDirs  []string `json:"dataDirs,omitempty"`
+	Options   []string `json:"options,omitempty"`
+	UserXattr bool     `json:"userXattr,omitempty"`
+}
+
+// Export is an export requested at creation, done at poststop.
+type Export struct {
+	Dest        string `json:"dest"`
+	Format      string `json:"format,omitempty"`
+	Compression string `json:"compression,omitempty"`
+}
+
+// View is a read-only view prepared for the container, with what is needed
+// to release it. Mounted flags record progress, so that a release after a
+// partial prepare undoes exactly what was done.
+type View struct {
+	Kind       string `json:"kind"`
+	Source     string `json:"source,omitempty"`
+	Mountpoint string `json:"mountpoint,omitempty"`
+	LoopDevice string `json:"loopDevice,omitempty"`
+	Binds      []Bind `json:"binds,omitempty"`
+	Mounted    bool   `json:"mounted,omitempty"`
+}
+
+// Bind is one file or directory of a view bound into the container.
+type Bind struct {
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+	// Stub is the path of a mountpoint stub created in the rootfs for Dst,
+	// "" if none was created.
+	Stub    string `json:"stub,omitempty"`
+	Mounted bool   `json:"mounted,omitempty"`
+}
+
+// idRE is the rule runc and crun apply to container ids; a leading
+// alphanumeric also excludes ".", ".." and hidden (temporary) names.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
+
+// maxIDLen keeps "<id>.json" within NAME_MAX (255).
+const maxIDLen = 250
+
+// ValidateID returns an error wrapping ErrInvalidID unless id is a valid
+// container id.
+func ValidateID(id string) error {
+	if len(id) > maxIDLen {
+		return fmt.Errorf("%w: %.40q... is longer than %d bytes", ErrInvalidID, id, maxIDLen)
+	}
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("%w: %q (want %s)", ErrInvalidID, id, idRE)
+	}
+	return nil
+}
+
+// Dir is a state directory. The zero Dir is DefaultDir.
+type Dir struct {
+	Path string
+}
+
+const (
+	suffix = ".json"
+	// tmpPattern names temporary files: hidden (List skips them) and short
+	// (a 250-byte id must still fit in NAME_MAX).
+	tmpPattern = ".tmp-*"
+	dirPerm    = 0o700
+	aboutFile  = "state file"
+)
+
+func (d Dir) dir() string {
+	if d.Path == "" {
+		return DefaultDir
+	}
+	return d.Path
+}
+
+// File returns the record file of id, or "" if id is not a valid id. (It
+// is not named Path: that is the field.)
+func (d Dir) File(id string) string {
+	if ValidateID(id) != nil {
+		return ""
+	}
+	return filepath.Join(d.dir(), id+suffix)
+}
+
+// Write stores rec atomically under rec.ID, replacing any previous record:
+// the JSON goes to a temporary file in the same directory, which is synced,
+// renamed over the record and the directory synced. The directory is
+// created (mode 0700) if missing.
+func (d Dir) Write(rec *Record) (err error) {
+	if rec == nil {
+		return errors.New("statefile: write of a nil record")
+	}
+	if err := ValidateID(rec.ID); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state of container %q: %w", rec.ID, err)
+	}
+	data = append(data, '\n')
+	if err := os.MkdirAll(d.dir(), dirPerm); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	f, err := os.CreateTemp(d.dir(), tmpPattern)
+	if err != nil {
+		return fmt.Errorf("write state of container %q: %w", rec.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), d.File(rec.ID)); err != nil {
+		return fmt.Errorf("write state of container %q: %w", rec.ID, err)
+	}
+	return syncDir(d.dir())
+}
+
+// Read returns the record of id. A missing record is an error wrapping
+// fs.ErrNotExist; an unreadable one names its file.
+func (d Dir) Read(id string) (*Record, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	path := d.File(id)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read state of container %q: %w", id, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("corrupt %s %s: %w", aboutFile, path, err)
+	}
+	if rec.ID != id {
+		return nil, fmt.Errorf("corrupt %s %s: it records container %q", aboutFile, path, rec.ID)
+	}
+	return &rec, nil
+}
+
+// Remove deletes the record of id; removing a missing record is not an
+// error.
+func (d Dir) Remove(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if err := os.Remove(d.File(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove state of container %q: %w", id, err)
+	}
+	return nil
+}
+
+// List returns every readable record, in id order, and one error per record
+// that could not be read (corrupt, or a file whose name is not a valid id).
+// A missing directory holds no records. Temporary files are skipped.
+func (d Dir) List() ([]*Record, []error) {
+	entries, err := os.ReadDir(d.dir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, []error{fmt.Errorf("list state directory: %w", err)}
+	}
+	var recs []*Record
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		id, ok := strings.CutSuffix(name, suffix)
+		if !ok || strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
+			continue
+		}
+		if err := ValidateID(id); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", aboutFile, filepath.Join(d.dir(), name), err))
+			continue
+		}
+		rec, err := d.Read(id)
+		switch {
+		case errors.Is(err, fs.ErrNotExist): // removed meanwhile
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			recs = append(recs, rec)
+		}
+	}
+	return recs, errs
+}
+
+func syncDir(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", path, err)
+	}
+	return nil
+}
