@@ -69,6 +69,14 @@ func (p *Policy) openExisting(unsafePath string, wantDir bool) (*os.File, error)
 		f.Close()
 		return nil, err
 	}
+	if wantDir {
+		// A symlink to "." (or ".." from a subdirectory) would hand out the
+		// allowed directory itself, which the lexical check refuses.
+		if top, err := root.Stat("."); err != nil || os.SameFile(fi, top) {
+			f.Close()
+			return nil, notAllowed(unsafePath, "resolves to the allowed directory itself")
+		}
+	}
 	return f, nil
 }
 

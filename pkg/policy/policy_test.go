@@ -51,6 +51,7 @@ func fixture(t *testing.T) (string, *Policy) {
 		"dangling":      "nothing-here",
 		"link-fifo":     "fifo",
 		"link-dir-self": ".",
+		"sub/link-top":  "..",
 	} {
 		mk(func() error { return os.Symlink(target, filepath.Join(allow, name)) })
 	}
@@ -205,7 +206,8 @@ func TestOpenDir(t *testing.T) {
 		{"nested", allow + "/sub", true},
 		{"symlink to dir inside", allow + "/dir-link-in", true},
 		{"allow dir itself", allow, false},
-		{"allow dir via symlink to self", allow + "/link-dir-self", true},
+		{"allow dir via symlink to self", allow + "/link-dir-self", false},
+		{"allow dir via dotdot symlink", allow + "/sub/link-top", false},
 		{"regular file", allow + "/snap.tar", false},
 		{"fifo", allow + "/fifo", false},
 		{"symlink to dir outside", allow + "/dir-link-out", false},
