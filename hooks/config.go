@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -48,5 +47,3 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
 }
-
-var _ = layer.DefaultMaxBytes
