@@ -394,6 +394,7 @@ func TestReadIntegrity(t *testing.T) {
 		msg  string // in the error
 	}{
 		{"valid", valid, nil, ""},
+		{"no entries", make([]byte, 2*tarBlockSize), nil, ""},
 		{"trailing zeros (GNU tar record padding)", append(bytes.Clone(valid), make([]byte, 10240-n%10240)...), nil, ""},
 		{"gzip", gz, nil, ""},
 		{"zstd", zs, nil, ""},

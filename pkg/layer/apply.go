@@ -1,0 +1,158 @@
+package layer
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Apply applies the snapshot read from r (plain, gzip or zstd) onto the
+// directory root and reports what it did. It is the restore half of the
+// contract's "Applying a snapshot to a rootfs":
+//
+//   - a whiteout removes the path, a directory recursively; an absent path
+//     is fine;
+//   - an opaque directory loses every child it had before the snapshot,
+//     whatever the order of the entries;
+//   - any other entry creates its path or replaces what is there: a
+//     directory over a directory keeps the directory and takes the new
+//     metadata; anything else removes the old path first (a directory
+//     recursively) and never writes through an existing file.
+//
+// Ownership (translated with WithIDMap), mode bits including
+// setuid/setgid/sticky, xattrs and nanosecond times are applied; the
+// overlay's own trusted.overlay.* and user.overlay.* xattrs never are.
+// Directory times are set last, so adding children does not undo them.
+// root may be a plain directory or a mounted overlay (a container's rootfs):
+// removing and recreating a directory there makes overlayfs mark it opaque,
+// and a removed lower path becomes a whiteout in the upper layer.
+//
+// # Threat model
+//
+// root is trusted: the caller opened it (O_DIRECTORY) and nothing else
+// modifies the tree while Apply runs. Its contents may hold symlinks
+// pointing anywhere (an image's own absolute symlinks, or ones the snapshot
+// creates). r is hostile: any name, link target, header field or length.
+//
+// No write lands outside root. Names are checked by Reader (no absolute
+// names, no ".."); then each entry's parent directory is opened with
+// openat2(2) RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS relative to root, so a
+// symlink in the tree that leads out of root (`evil -> /` followed by
+// `evil/etc/passwd`) fails with ErrInsecurePath instead of being followed.
+// The change itself is one *at syscall on that directory and the last name,
+// which is never followed if it is a symlink (O_NOFOLLOW,
+// AT_SYMLINK_NOFOLLOW, O_EXCL creation after removal). Hard link targets
+// are resolved the same way, and linkat does not follow a final symlink.
+//
+// Out of scope: a root that an attacker can modify concurrently (renaming
+// a directory out of root between two entries), and hard links to outside
+// inodes that root already holds (Apply never writes into an existing
+// non-directory inode, it replaces it, but it can add a name for one).
+//
+// Apply stops at the first error and leaves what it had already applied in
+// place: a failed restore makes the container fail to start.
+func Apply(ctx context.Context, root *os.File, r io.Reader, opts ...ApplyOpt) (Stats, error) {
+	o := defaultApplyOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return Stats{}, err
+		}
+	}
+	if root == nil {
+		return Stats{}, errors.New("apply: nil root")
+	}
+	rd, err := NewReader(r)
+	if err != nil {
+		return Stats{}, fmt.Errorf("apply: %w", err)
+	}
+	defer rd.Close()
+	a, err := newApplier(root, &o)
+	if err != nil {
+		return Stats{}, fmt.Errorf("apply: %w", err)
+	}
+	defer a.close()
+	return applyEntries(ctx, a, rd, &o)
+}
+
+// entryApplier is what the OS-specific code provides.
+type entryApplier interface {
+	// apply applies one entry; content is the entry's data.
+	apply(e *Entry, content io.Reader) error
+	// finish does the deferred work (directory times).
+	finish() error
+	close()
+}
+
+// applyProgressEntries and applyProgressBytes pace WithProgress: at most
+// every so many entries or bytes.
+const (
+	applyProgressEntries = 64
+	applyProgressBytes   = 4 << 20
+)
+
+func applyEntries(ctx context.Context, a entryApplier, rd *Reader, o *applyOptions) (Stats, error) {
+	var st, reported Stats
+	var skipped int64 // data of whiteout files, never written but read
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, fmt.Errorf("apply: %w", err)
+		}
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return st, fmt.Errorf("apply: %w", err)
+		}
+		name := applyEntryName(e)
+		if st.Entries >= o.maxEntries {
+			return st, fmt.Errorf("apply %q: %w: more than %d entries (max entries)", name, ErrLimitExceeded, o.maxEntries)
+		}
+		var size int64
+		if e.Header != nil {
+			size = e.Header.Size
+		}
+		if size > o.maxBytes-st.Bytes-skipped {
+			return st, fmt.Errorf("apply %q: %w: more than %d bytes of content (max bytes)", name, ErrLimitExceeded, o.maxBytes)
+		}
+		if err := a.apply(e, rd); err != nil {
+			return st, fmt.Errorf("apply %q: %w", name, err)
+		}
+		st.Entries++
+		if e.Header != nil && isRegularType(e.Header) && !e.Whiteout {
+			st.Bytes += size
+		} else {
+			skipped += size // whiteout files' data: read, never written
+		}
+		if o.progress != nil && (st.Entries-reported.Entries >= applyProgressEntries || st.Bytes-reported.Bytes >= applyProgressBytes) {
+			reported = st
+			o.progress(st)
+		}
+	}
+	if err := a.finish(); err != nil {
+		return st, fmt.Errorf("apply: %w", err)
+	}
+	if o.progress != nil && st != reported {
+		o.progress(st)
+	}
+	return st, nil
+}
+
+// applyEntryName is the name errors use for e: its path as in the tar.
+func applyEntryName(e *Entry) string {
+	if e.Path == "" {
+		return "./"
+	}
+	return "./" + e.Path
+}
+
+func isRegularType(h *tar.Header) bool {
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
+		return true
+	}
+	return false
+}
