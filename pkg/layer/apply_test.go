@@ -6,9 +6,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -803,5 +805,94 @@ func BenchmarkApply(b *testing.B) {
 		if _, err := applyTo(b, root, tarball); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// GNU tar's own PAX archives apply as GNU tar would extract them: sparse
+// files, hard links, fifos, xattrs, setuid, nanosecond times, and the
+// 10 KiB record padding after the end-of-archive blocks.
+func TestApplyGNUTar(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "tar")
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	tree(t, base, map[string]string{
+		"src/etc/app.conf": "key=value\n",
+		"src/bin/tool":     "#!/bin/sh\n",
+		"src/sym":          "->etc/app.conf",
+		"src/empty/":       "",
+		"dst/":             "",
+	})
+	sparse := filepath.Join(src, "sparse")
+	if err := os.WriteFile(sparse, []byte("head"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(sparse, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "etc/app.conf"), filepath.Join(src, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "bin/tool"), 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(src, "etc/app.conf"), 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(src, "etc/app.conf"), "user.origin", []byte("gnu"), 0); err != nil {
+		t.Fatal(err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(tAtime.UnixNano()), unix.NsecToTimespec(tMtime.UnixNano())}
+	for _, p := range []string{"etc/app.conf", "etc", "sym", "empty", "."} {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(src, p), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("tar", "--format=pax", "--xattrs", "--xattrs-include=*", "--sparse", "--numeric-owner",
+		"-C", src, "-cf", "-", ".").Output()
+	if err != nil {
+		t.Fatalf("tar: %v", err)
+	}
+	if len(out)%10240 != 0 {
+		t.Fatalf("tar wrote %d bytes, want whole 10 KiB records", len(out))
+	}
+	mustApply(t, dst, out)
+
+	describe := func(root string) string {
+		var sb strings.Builder
+		err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			st := lstat(t, p)
+			fmt.Fprintf(&sb, "%s mode=%o ids=%d:%d size=%d nlink=%d", rel, st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
+			if fi.Mode().IsRegular() {
+				b, _ := os.ReadFile(p)
+				fmt.Fprintf(&sb, " data=%x", sha256.Sum256(b))
+			}
+			if fi.Mode()&os.ModeSymlink == 0 {
+				fmt.Fprintf(&sb, " xattr=%s", getxattr(t, p, "user.origin"))
+			}
+			if rel != "." && (fi.IsDir() || rel == "etc/app.conf" || rel == "sym") {
+				fmt.Fprintf(&sb, " mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
+			}
+			sb.WriteString("\n")
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb.String()
+	}
+	if got, want := describe(dst), describe(src); got != want {
+		t.Errorf("applied tree differs from the source:\n got:\n%s\nwant:\n%s", got, want)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dst, "sparse"), &st); err == nil && st.Blocks*512 > 1<<20 {
+		t.Logf("sparse file written dense: %d blocks (holes are not recreated)", st.Blocks)
 	}
 }
