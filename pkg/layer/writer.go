@@ -107,10 +107,15 @@ func (w *Writer) writeEntry(e *Entry, content io.Reader) error {
 	if err := checkEntryPath(e.Path); err != nil {
 		return err
 	}
+	if w.format == FormatOCI && (e.Whiteout || e.Header != nil) && strings.HasPrefix(path.Base(e.Path), WhiteoutPrefix) {
+		return fmt.Errorf("write entry %q: name is reserved for whiteouts in the oci format: %w", e.Path, ErrUnsupportedEntry)
+	}
 	wasOpaque, lastOpaque := w.lastWasOpaque, w.lastOpaque
 	w.lastWasOpaque = false
 	switch {
-	case e.Whiteout:
+	case e.Whiteout || isWhiteoutDevice(e.Header):
+		// A char 0/0 device is a whiteout to overlayfs whatever the
+		// Entry says; written as one in either format.
 		return w.writeWhiteout(e.Path)
 	case e.Header == nil:
 		if !e.Opaque {
@@ -128,9 +133,6 @@ func (w *Writer) writeEntry(e *Entry, content io.Reader) error {
 	}
 	if err := w.flushPending(); err != nil {
 		return err
-	}
-	if w.format == FormatOCI && strings.HasPrefix(path.Base(e.Path), WhiteoutPrefix) {
-		return fmt.Errorf("write entry %q: name is reserved for whiteouts in the oci format: %w", e.Path, ErrUnsupportedEntry)
 	}
 	if hdr.Typeflag == tar.TypeDir {
 		if w.format == FormatOverlay {
@@ -265,6 +267,10 @@ func (w *Writer) writeOpaqueMarker(p string) error {
 	return nil
 }
 
+func isWhiteoutDevice(h *tar.Header) bool {
+	return h != nil && h.Typeflag == tar.TypeChar && h.Devmajor == 0 && h.Devminor == 0
+}
+
 func setOpaque(hdr *tar.Header) {
 	if hdr.PAXRecords == nil {
 		hdr.PAXRecords = make(map[string]string, 1)
@@ -322,7 +328,9 @@ func canonicalHeader(e *Entry) (*tar.Header, error) {
 		out.ModTime = epoch
 	}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA is how old tars spell TypeReg.
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont: //nolint:staticcheck // TypeRegA is how old tars spell TypeReg.
+		// Sparse and contiguous files are written as plain files with
+		// their full content (as archive/tar reads them).
 		out.Typeflag = tar.TypeReg
 		out.Size = h.Size
 		if out.Size < 0 {

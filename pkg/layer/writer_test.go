@@ -49,6 +49,7 @@ func wtGoldenEntries() []wtEntry {
 		{e: Entry{Path: "etc/hard", Header: hdr(tar.TypeLink, 0o644, func(h *tar.Header) { h.Linkname = "etc/app.conf" })}},
 		{e: Entry{Path: "etc/link", Header: hdr(tar.TypeSymlink, 0o777, func(h *tar.Header) { h.Linkname = "../usr/lib/x" })}},
 		{e: Entry{Path: "etc/old", Whiteout: true, Header: hdr(tar.TypeChar, 0o600)}},
+		{e: Entry{Path: "etc/zero", Header: hdr(tar.TypeChar, 0o644)}}, // a whiteout without the flag
 		{e: Entry{Path: "fifo", Header: hdr(tar.TypeFifo, 0o640)}},
 		{e: Entry{Path: "null", Header: hdr(tar.TypeChar, 0o666, func(h *tar.Header) { h.Devmajor, h.Devminor = 1, 3 })}},
 	}
@@ -146,9 +147,11 @@ func TestWriterGolden(t *testing.T) {
 			wtHeader{Name: "./etc/link", Type: tar.TypeSymlink, Mode: 0o777, Uid: 1000, Gid: 1000, Mtime: wtTime, Link: "../usr/lib/x"},
 		)
 		if f == FormatOverlay {
-			out = append(out, wtHeader{Name: "./etc/old", Type: tar.TypeChar, Mtime: epoch})
+			out = append(out, wtHeader{Name: "./etc/old", Type: tar.TypeChar, Mtime: epoch},
+				wtHeader{Name: "./etc/zero", Type: tar.TypeChar, Mtime: epoch})
 		} else {
-			out = append(out, wtHeader{Name: "./etc/.wh.old", Type: tar.TypeReg, Mtime: epoch})
+			out = append(out, wtHeader{Name: "./etc/.wh.old", Type: tar.TypeReg, Mtime: epoch},
+				wtHeader{Name: "./etc/.wh.zero", Type: tar.TypeReg, Mtime: epoch})
 		}
 		return append(out,
 			wtHeader{Name: "./fifo", Type: tar.TypeFifo, Mode: 0o640, Uid: 1000, Gid: 1000, Mtime: wtTime},
@@ -303,6 +306,7 @@ func TestWriterErrors(t *testing.T) {
 		{"link out", FormatOverlay, Entry{Path: "a", Header: &tar.Header{Typeflag: tar.TypeLink, Linkname: "../etc/shadow"}}, nil, ErrInsecurePath},
 		{"whiteout root", FormatOCI, Entry{Path: "", Whiteout: true}, nil, ErrUnsupportedEntry},
 		{"reserved name", FormatOCI, Entry{Path: "d/.wh.x", Header: reg("x", 0)}, nil, ErrUnsupportedEntry},
+		{"reserved name whiteout", FormatOCI, Entry{Path: ".wh.x", Whiteout: true}, nil, ErrUnsupportedEntry},
 		{"socket-like type", FormatOverlay, Entry{Path: "x", Header: &tar.Header{Typeflag: 'Z'}}, nil, ErrUnsupportedEntry},
 		{"no header", FormatOverlay, Entry{Path: "x"}, nil, ErrUnsupportedEntry},
 		{"short content", FormatOverlay, Entry{Path: "x", Header: reg("x", 10)}, strings.NewReader("abc"), io.ErrUnexpectedEOF},
