@@ -90,7 +90,7 @@ while read -r mod ver; do
     [ -n "$id" ] || die "cannot tell the license of $f: review it and teach packaging/dist.sh"
     echo "$id" >> "$stage/ids"
     copyright=$(cat "$f" $(find "$dir" -maxdepth 1 -type f -iname 'NOTICE*') 2>/dev/null |
-      grep -i '^[[:space:]]*copyright.*[0-9]' | grep -v '\[yyyy\]' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | LC_ALL=C sort -u | sed '2,$s/^/ /')
+      { grep -i '^[[:space:]]*copyright.*[0-9]' || true; } | { grep -v '\[yyyy\]' || true; } | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | LC_ALL=C sort -u | sed '2,$s/^/ /')
     [ -n "$copyright" ] || copyright="the authors of $mod (see ${f#vendor/})"
     printf 'Files: %s/*\nCopyright: %s\nLicense: %s\n\n' "$(dirname "$f")" "$copyright" "$id" >> "$stage/stanzas"
   done
