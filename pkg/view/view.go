@@ -1,0 +1,182 @@
+// Package view prepares and releases read-only "boot views" for a
+// container: a view of the container's own image layers, of a host
+// directory or of a file system image, mounted on the host under a views
+// directory, and files or directories of it bound read-only into the
+// container.
+//
+// Threat model. The hook runs as root on the host; the view source, the
+// bind sources and destinations come from annotations and are untrusted
+// (named unsafe* here). A dir:/file: source is opened through the
+// administrator's policy (package policy). A bind source is resolved inside
+// the view, as if the view were the root (a symlink in the image to
+// /etc/shadow means the view's /etc/shadow, never the host's). A bind
+// destination is resolved beneath the container's rootfs and may not pass
+// through a symlink that leads out of it (an absolute symlink or ".."
+// above the rootfs): such a destination is refused, not reinterpreted.
+// Mountpoints missing in the rootfs are created (and recorded as stubs, to
+// be removed at release) only on the rootfs's own file system or on a
+// tmpfs; never in a volume bound from the host.
+//
+// Out of scope: the rootfs changing under the hook (the container's
+// process has not started when the hook runs), and the lower layers of an
+// image view (they belong to the container engine).
+//
+// Every step is recorded in a statefile.View before it is done (the intent:
+// a mountpoint, a loop device, a stub) or after (a mount), through a save
+// callback, so that Release, run at poststop, by `ocisnap gc` after a crash,
+// or by Prepare itself to roll back a failure, undoes exactly what was done.
+package view
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/ocisnap/ocisnap/pkg/policy"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
+)
+
+// Kind is where a view's content comes from.
+type Kind string
+
+// View kinds (CONTRACT.md, io.ocisnap.view).
+const (
+	// KindImage is the container's own image: an overlay of the rootfs
+	// overlay's lower layers only, without its upper.
+	KindImage Kind = "image"
+	// KindDir is a directory inside an allowed directory, bound.
+	KindDir Kind = "dir"
+	// KindFile is an erofs, squashfs or ext4 image inside an allowed
+	// directory, attached to a read-only loop device and mounted.
+	KindFile Kind = "file"
+)
+
+var (
+	// ErrNotInView is wrapped when a bind source does not exist in the view.
+	ErrNotInView = errors.New("not found in view")
+	// ErrEscapesRootfs is wrapped when a bind destination passes through a
+	// symlink leading out of the container's rootfs.
+	ErrEscapesRootfs = errors.New("passes through a symbolic link leading out of the container's rootfs")
+	// ErrKindMismatch is wrapped when a directory would be bound on a
+	// non-directory or the other way round.
+	ErrKindMismatch = errors.New("file and directory mismatch")
+	// ErrInUse is wrapped when the view's mountpoint already holds a
+	// mount (a view of an earlier container with the same id that was never
+	// released: `ocisnap gc` releases it).
+	ErrInUse = errors.New("view mountpoint already in use")
+)
+
+// Bind is one source of the view bound on one destination in the
+// container. Src "/" (or ".") binds the whole view.
+type Bind struct {
+	Src string // unsafe: a path inside the view
+	Dst string // unsafe: an absolute path inside the container
+}
+
+// Request is what Prepare makes.
+type Request struct {
+	// ID is the container's id; it names the view's mountpoint.
+	ID string
+	// Dir is the views directory on the host (<state dir>/views). It is
+	// made a private mount, so that views do not propagate to other mount
+	// namespaces.
+	Dir  string
+	Kind Kind
+	// Source is the dir: or file: path (unsafe), checked against Policy.
+	Source string
+	Policy *policy.Policy
+	// Overlay is the container's rootfs overlay (KindImage): its lower
+	// layers become the view.
+	Overlay *statefile.Overlay
+	Binds   []Bind
+	// Rootfs is the container's rootfs as the container's mount namespace
+	// sees it before pivot_root (the bundle's root.path).
+	Rootfs string
+	// Pid is the container's process: the binds are made in its mount
+	// namespace.
+	Pid int
+}
+
+// BindError is the error of one bind: Side says whether the source ("src")
+// or the destination ("dst") is at fault.
+type BindError struct {
+	Index int // index in Request.Binds
+	Bind  Bind
+	Side  string
+	Err   error
+}
+
+func (e *BindError) Error() string {
+	p := e.Bind.Src
+	if e.Side == "dst" {
+		p = e.Bind.Dst
+	}
+	return fmt.Sprintf("%s %q: %v", e.Side, p, e.Err)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
+// ReleaseOptions say what is left of the container when a view is released.
+type ReleaseOptions struct {
+	// Pid, when not 0, is the container's process, still alive: the binds
+	// are unmounted in its mount namespace. 0 when the container is gone
+	// (its mount namespace, and the binds in it, went with it).
+	Pid int
+	// Rootfs is the container's rootfs as Pid's namespace sees it.
+	Rootfs string
+	// StubRoot is the directory the mountpoint stubs are removed from: the
+	// container's rootfs while it is mounted, else its overlay upper
+	// directory; "" leaves them (an export excludes them by path).
+	StubRoot string
+}
+
+func (r *Request) validate() error {
+	if err := statefile.ValidateID(r.ID); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(r.Dir) {
+		return fmt.Errorf("views directory %q is not absolute", r.Dir)
+	}
+	switch r.Kind {
+	case KindImage:
+		if r.Overlay == nil || len(r.Overlay.Lowers) == 0 {
+			return errors.New("image view: the container's rootfs overlay has no lower layer recorded")
+		}
+	case KindDir, KindFile:
+		if r.Policy == nil {
+			return errors.New("no policy for a dir: or file: view")
+		}
+	default:
+		return fmt.Errorf("unknown view kind %q", r.Kind)
+	}
+	if len(r.Binds) > 0 && (r.Pid <= 0 || r.Rootfs == "") {
+		return errors.New("binds need the container's pid and rootfs")
+	}
+	for i, b := range r.Binds {
+		if b.Src == "" || strings.IndexByte(b.Src, 0) >= 0 {
+			return &BindError{Index: i, Bind: b, Side: "src", Err: errors.New("not a path")}
+		}
+		if !filepath.IsAbs(b.Dst) || filepath.Clean(b.Dst) == "/" || strings.IndexByte(b.Dst, 0) >= 0 {
+			return &BindError{Index: i, Bind: b, Side: "dst", Err: errors.New("want an absolute path other than /")}
+		}
+	}
+	return nil
+}
+
+// Mountpoint returns the host path a container's view is mounted on.
+func Mountpoint(dir, id string) string { return filepath.Join(dir, id) }
+
+// srcRel turns a bind source into a path relative to the view's root.
+func srcRel(unsafeSrc string) string {
+	rel := strings.TrimLeft(filepath.Clean("/"+unsafeSrc), "/")
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+// dstRel turns a bind destination into a path relative to the rootfs.
+func dstRel(unsafeDst string) string {
+	return strings.TrimLeft(filepath.Clean(unsafeDst), "/")
+}
