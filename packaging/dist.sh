@@ -58,17 +58,18 @@ SOURCE_DATE_EPOCH=$epoch
 ENV
 
 # --- vendored modules: licenses (SPDX ids), bundled() provides ---
-classify() { # file -> SPDX id, or nothing
-  local t; t=$(tr -s '[:space:]' ' ' < "$1")
+classify() { # file -> the SPDX ids of the license texts in it (some files hold two)
+  local t ids=(); t=$(tr -s '[:space:]' ' ' < "$1")
+  case $t in *"Apache License"*"Version 2.0"*) ids+=(Apache-2.0) ;; esac
+  case $t in *"Mozilla Public License"*"2.0"*) ids+=(MPL-2.0) ;; esac
+  case $t in *"Permission is hereby granted, free of charge"*) ids+=(MIT) ;; esac
+  case $t in *"free and unencumbered software released into the public domain"*) ids+=(Unlicense) ;; esac
   case $t in
-    *"Apache License"*"Version 2.0"*) echo Apache-2.0 ;;
-    *"Mozilla Public License"*"2.0"*) echo MPL-2.0 ;;
-    *"Permission is hereby granted, free of charge"*) echo MIT ;;
-    *"free and unencumbered software released into the public domain"*) echo Unlicense ;;
-    *"Redistribution and use in source and binary forms"*"Neither the name"*) echo BSD-3-Clause ;;
-    *"Redistribution and use in source and binary forms"*) echo BSD-2-Clause ;;
-    *"Permission to use, copy, modify, and/or distribute this software for any purpose"*) echo ISC ;;
+    *"Redistribution and use in source and binary forms"*"Neither the name"*) ids+=(BSD-3-Clause) ;;
+    *"Redistribution and use in source and binary forms"*) ids+=(BSD-2-Clause) ;;
   esac
+  case $t in *"Permission to use, copy, modify, and/or distribute this software for any purpose"*) ids+=(ISC) ;; esac
+  echo "${ids[*]}"
 }
 : > packaging/vendor-licenses.txt
 : > "$stage/provides"
@@ -88,11 +89,11 @@ while read -r mod ver; do
   for f in $files; do
     id=$(classify "$f")
     [ -n "$id" ] || die "cannot tell the license of $f: review it and teach packaging/dist.sh"
-    echo "$id" >> "$stage/ids"
+    printf '%s\n' $id >> "$stage/ids"
     copyright=$(cat "$f" $(find "$dir" -maxdepth 1 -type f -iname 'NOTICE*') 2>/dev/null |
       { grep -i '^[[:space:]]*copyright.*[0-9]' || true; } | { grep -v '\[yyyy\]' || true; } | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | LC_ALL=C sort -u | sed '2,$s/^/ /')
-    [ -n "$copyright" ] || copyright="the authors of $mod (see ${f#vendor/})"
-    printf 'Files: %s/*\nCopyright: %s\nLicense: %s\n\n' "$(dirname "$f")" "$copyright" "$id" >> "$stage/stanzas"
+    [ -n "$copyright" ] || copyright="the authors of $mod (see $f)"
+    printf 'Files: %s/*\nCopyright: %s\nLicense: %s\n\n' "$(dirname "$f")" "$copyright" "${id// / and }" >> "$stage/stanzas"
   done
 done
 licenses=$(printf 'Apache-2.0\n'; LC_ALL=C sort -u "$stage/ids" 2>/dev/null | grep -vx Apache-2.0 || true)
