@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -861,38 +862,46 @@ func TestApplyGNUTar(t *testing.T) {
 	}
 	mustApply(t, dst, out)
 
-	describe := func(root string) string {
-		var sb strings.Builder
-		err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(root, p)
-			st := lstat(t, p)
-			fmt.Fprintf(&sb, "%s mode=%o ids=%d:%d size=%d nlink=%d", rel, st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
-			if fi.Mode().IsRegular() {
-				b, _ := os.ReadFile(p)
-				fmt.Fprintf(&sb, " data=%x", sha256.Sum256(b))
-			}
-			if fi.Mode()&os.ModeSymlink == 0 {
-				fmt.Fprintf(&sb, " xattr=%s", getxattr(t, p, "user.origin"))
-			}
-			if rel != "." && (fi.IsDir() || rel == "etc/app.conf" || rel == "sym") {
-				fmt.Fprintf(&sb, " mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
-			}
-			sb.WriteString("\n")
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sb.String()
-	}
-	if got, want := describe(dst), describe(src); got != want {
+	if got, want := describeTree(t, dst, "."), describeTree(t, src, "."); got != want {
 		t.Errorf("applied tree differs from the source:\n got:\n%s\nwant:\n%s", got, want)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(dst, "sparse"), &st); err == nil && st.Blocks*512 > 1<<20 {
 		t.Logf("sparse file written dense: %d blocks (holes are not recreated)", st.Blocks)
 	}
+}
+
+// describeTree lists root's tree with each inode's type, mode, owner, size,
+// link count, content hash, user.origin xattr and mtime (not for the
+// paths in noTimes).
+func describeTree(t testing.TB, root string, noTimes ...string) string {
+	t.Helper()
+	var sb strings.Builder
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		st := lstat(t, p)
+		fmt.Fprintf(&sb, "%s mode=%o ids=%d:%d size=%d nlink=%d", rel, st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			fmt.Fprintf(&sb, " data=%x", sha256.Sum256(b))
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(&sb, " -> %s", target)
+		} else {
+			fmt.Fprintf(&sb, " xattr=%s", getxattr(t, p, "user.origin"))
+		}
+		if !slices.Contains(noTimes, rel) {
+			fmt.Fprintf(&sb, " mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
+		}
+		sb.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb.String()
 }
