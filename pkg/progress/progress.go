@@ -163,7 +163,10 @@ func (b *Bar) showLocked() {
 	}
 	b.p = mpb.New(mpb.WithOutput(b.out), mpb.WithWidth(100), mpb.WithRefreshRate(refreshRate), mpb.WithAutoRefresh())
 	entries := decor.Any(func(decor.Statistics) string {
-		return fmt.Sprintf("%d entries", b.entries.Load())
+		if n := b.entries.Load(); n > 0 {
+			return fmt.Sprintf("%d entries", n)
+		}
+		return "" // not counted by this operation
 	}, decor.WCSyncSpace)
 	speed := decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace)
 	if b.total > 0 {
