@@ -37,20 +37,29 @@ import (
 // pointing anywhere (an image's own absolute symlinks, or ones the snapshot
 // creates). r is hostile: any name, link target, header field or length.
 //
-// No write lands outside root. Names are checked by Reader (no absolute
-// names, no ".."); then each entry's parent directory is opened with
-// openat2(2) RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS relative to root, so a
-// symlink in the tree that leads out of root (`evil -> /` followed by
-// `evil/etc/passwd`) fails with ErrInsecurePath instead of being followed.
-// The change itself is one *at syscall on that directory and the last name,
-// which is never followed if it is a symlink (O_NOFOLLOW,
+// No write lands outside root. Where an extractor would do
+// os.OpenFile(filepath.Join(root, name)) and follow whatever symlinks the
+// tree holds, Apply checks names in Reader (no absolute names, no "..",
+// no NUL), then opens each entry's parent directory with openat2(2)
+// RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS relative to root: a symlink in the
+// tree that leads out of root (`evil -> /` followed by `evil/etc/passwd`,
+// or `evil -> ../..`) fails the entry with ErrInsecurePath instead of
+// being followed. Relative symlinks that stay inside root are followed; an
+// absolute one is refused even if it names a path that exists in root (an
+// overlay upper, and so a snapshot from Write, never has a path through a
+// symlink). The change itself is one *at syscall on that directory and the
+// last name, which is never followed if it is a symlink (O_NOFOLLOW,
 // AT_SYMLINK_NOFOLLOW, O_EXCL creation after removal). Hard link targets
 // are resolved the same way, and linkat does not follow a final symlink.
+// This needs Linux 5.6 (openat2) and, to set owners, devices and trusted.*
+// xattrs, root privileges.
 //
 // Out of scope: a root that an attacker can modify concurrently (renaming
-// a directory out of root between two entries), and hard links to outside
-// inodes that root already holds (Apply never writes into an existing
-// non-directory inode, it replaces it, but it can add a name for one).
+// a directory out of root between two entries); mounts inside root (they
+// are the caller's, and a whiteout or opaque directory removes inside them
+// like anywhere else); and hard links to outside inodes that root already
+// holds (Apply never writes into an existing non-directory inode, it
+// replaces it, but it can add a name for one).
 //
 // Apply stops at the first error and leaves what it had already applied in
 // place: a failed restore makes the container fail to start.

@@ -94,6 +94,26 @@ func (a *applier) apply(e *Entry, content io.Reader) error {
 	if e.Path == "" && hdr.Typeflag != tar.TypeDir {
 		return fmt.Errorf("%w: the root must be a directory, not type %q", ErrUnsupportedEntry, hdr.Typeflag)
 	}
+	dir, name := splitEntryPath(e.Path)
+	var err error
+	if hdr.Typeflag == tar.TypeLink {
+		// A hard link's header metadata is not applied: it would change
+		// the inode it shares with its target.
+		err = a.hardlink(e.Path, dir, name, hdr.Linkname)
+	} else {
+		err = a.create(e, dir, name, content)
+	}
+	if err != nil {
+		return err
+	}
+	a.markApplied(e.Path)
+	return nil
+}
+
+// create applies a directory, regular file, symlink, fifo or device entry
+// with its metadata.
+func (a *applier) create(e *Entry, dir, name string, content io.Reader) error {
+	hdr := e.Header
 	uid, gid, err := a.o.idMap.ToHost(hdr.Uid, hdr.Gid)
 	if err != nil {
 		return err
@@ -102,21 +122,10 @@ func (a *applier) apply(e *Entry, content io.Reader) error {
 	if m.times, err = headerTimes(hdr); err != nil {
 		return err
 	}
-
-	dir, name := splitEntryPath(e.Path)
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		err = a.dir(e, dir, name, &m)
-	case tar.TypeLink:
-		err = a.hardlink(e.Path, dir, name, hdr.Linkname)
-	default:
-		err = a.nonDir(e.Path, dir, name, &m, content)
+	if hdr.Typeflag == tar.TypeDir {
+		return a.dir(e, dir, name, &m)
 	}
-	if err != nil {
-		return err
-	}
-	a.markApplied(e.Path)
-	return nil
+	return a.nonDir(e.Path, dir, name, &m, content)
 }
 
 // entryMeta is what an entry sets on the inode it creates.
@@ -389,7 +398,6 @@ func futimensFd(fd int, ts *[2]unix.Timespec) error {
 
 // hardlink links name to target, both resolved inside root. linkat without
 // AT_SYMLINK_FOLLOW links a final symlink itself, never what it points to.
-// The link takes no metadata: that would change the shared inode.
 func (a *applier) hardlink(p, dir, name, target string) error {
 	tdir, tname := splitEntryPath(target)
 	tfd, err := a.openBeneath(tdir)
