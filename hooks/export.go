@@ -43,10 +43,13 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 			rec.PidStart = start
 		}
 	}
-	if req.export == nil && (req.view == nil || req.view.kind != viewImage) {
+	if req.export == nil && req.view == nil {
 		return rec, nil
 	}
 	m, err := overlay.Find(c.Rootfs)
+	if err != nil && req.export == nil && req.view.kind != viewImage {
+		return rec, nil // a dir: or file: view needs no overlay; its stubs are removed from the rootfs
+	}
 	if err != nil {
 		key := KeyExport
 		if req.export == nil {
@@ -146,6 +149,9 @@ func excludes(rec *statefile.Record) []string {
 	for _, v := range rec.Views {
 		for _, b := range v.Binds {
 			out = append(out, b.Dst)
+			if b.Stub != "" {
+				out = append(out, b.Stub) // the topmost mountpoint directory created
+			}
 		}
 	}
 	return out

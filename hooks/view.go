@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
+	"github.com/ocisnap/ocisnap/pkg/overlay"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/view"
 )
 
 type viewKind string
@@ -90,10 +92,126 @@ func ParseBinds(s string) ([]viewBind, error) {
 	return out, nil
 }
 
-func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRequest, rec *statefile.Record, stage string) error {
-	return fmt.Errorf("%s: boot views are not implemented yet", KeyView)
+// viewsDir is where views are mounted on the host: <state dir>/views.
+func viewsDir(stateDir string) string {
+	if stateDir == "" {
+		stateDir = statefile.DefaultDir
+	}
+	return filepath.Join(stateDir, "views")
 }
 
+// annotationValue is the io.ocisnap.view value v was parsed from.
+func (v *viewRequest) annotationValue() string {
+	if v.kind == viewImage {
+		return string(v.kind)
+	}
+	return string(v.kind) + ":" + v.source
+}
+
+// prepareView mounts the view and makes its binds in the container's mount
+// namespace, recording every step in the container's state file first (so
+// that poststop or `ocisnap gc` can undo it). On failure the view package
+// has already rolled back; the state file goes too, unless the rollback
+// left something behind for `ocisnap gc`.
+func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRequest, rec *statefile.Record, stage string) error {
+	if rec.Pid <= 0 {
+		return fmt.Errorf("%s=%s: the runtime gave no container pid, whose mount namespace the binds go into", KeyView, v.annotationValue())
+	}
+	binds := make([]view.Bind, 0, len(v.binds)+1)
+	for _, b := range v.binds {
+		binds = append(binds, view.Bind{Src: b.src, Dst: b.dst})
+	}
+	if v.mount != "" {
+		binds = append(binds, view.Bind{Src: "/", Dst: v.mount})
+	}
+	rec.Views = []statefile.View{{Kind: string(v.kind), Source: v.source}}
+	save := func() error { return h.state.Write(rec) }
+	if err := save(); err != nil {
+		return fmt.Errorf("%s: record state: %w", KeyView, err)
+	}
+	req := &view.Request{
+		ID:      rec.ID,
+		Dir:     viewsDir(h.cfg.StateDir),
+		Kind:    view.Kind(v.kind),
+		Source:  v.source,
+		Policy:  &h.cfg.Policy,
+		Overlay: rec.Overlay,
+		Binds:   binds,
+		Rootfs:  c.Rootfs,
+		Pid:     rec.Pid,
+	}
+	err := view.Prepare(ctx, req, &rec.Views[0], save)
+	if err == nil {
+		h.log.Info("view prepared", "view", v.annotationValue(), "mountpoint", rec.Views[0].Mountpoint,
+			"loop", rec.Views[0].LoopDevice, "binds", len(binds), "stage", stage)
+		return nil
+	}
+	if viewLeft(&rec.Views[0]) {
+		h.log.Warn("view rollback incomplete; state kept for `ocisnap gc`", "err", err)
+	} else if rerr := h.state.Remove(rec.ID); rerr != nil {
+		h.log.Warn("remove state", "err", rerr)
+	}
+	var be *view.BindError
+	if errors.As(err, &be) {
+		if be.Index < len(v.binds) {
+			return fmt.Errorf("%s: %w", KeyViewBinds, err)
+		}
+		return fmt.Errorf("%s: %w", KeyViewMount, err)
+	}
+	return fmt.Errorf("%s=%s: %w", KeyView, v.annotationValue(), err)
+}
+
+// viewLeft reports whether v records anything still to undo.
+func viewLeft(v *statefile.View) bool {
+	if v.Mounted || v.Mountpoint != "" || v.LoopDevice != "" {
+		return true
+	}
+	for _, b := range v.Binds {
+		if b.Mounted || b.Stub != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseViews undoes the container's views: unmount, loop detach, stubs
+// removed from the writable layer (before an export in the same poststop
+// run, so that it holds no stubs). Binds are only unmounted by hand while
+// the container's process still lives; otherwise they went with its mount
+// namespace.
 func (h *hook) releaseViews(ctx context.Context, rec *statefile.Record) error {
-	return errors.New("boot views are not implemented yet")
+	opts := view.ReleaseOptions{StubRoot: stubRoot(rec)}
+	if rec.Pid > 0 && rec.PidStart != 0 && statefile.Alive(rec.Pid, rec.PidStart) {
+		opts.Pid, opts.Rootfs = rec.Pid, rec.Rootfs
+	}
+	save := func() error { return h.state.Write(rec) }
+	var errs []error
+	for i := range rec.Views {
+		if err := view.Release(ctx, &rec.Views[i], opts, save); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stubRoot is where the mountpoint stubs are removed from: the rootfs
+// while the same overlay is still mounted there (Podman runs poststop
+// first), else the recorded upper directory (CRI-O unmounts storage
+// first), else the rootfs if it was a plain directory; "" when none of
+// these is there. (A rootfs that was an overlay at create time has its
+// overlay recorded, see newRecord.)
+func stubRoot(rec *statefile.Record) string {
+	if rec.Rootfs == "" {
+		return ""
+	}
+	m, err := overlay.Find(rec.Rootfs)
+	switch {
+	case err == nil && (rec.Overlay == nil || rec.Overlay.Upper == "" || m.Upper == rec.Overlay.Upper):
+		return rec.Rootfs
+	case rec.Overlay != nil && rec.Overlay.Upper != "":
+		return rec.Overlay.Upper
+	case rec.Overlay == nil:
+		return rec.Rootfs
+	}
+	return ""
 }

@@ -1,0 +1,151 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
+)
+
+// GCReport is what GC did.
+type GCReport struct {
+	// Removed are the containers that no longer exist whose views were
+	// released and whose state files were removed.
+	Removed []string
+	// Live are the containers whose process still runs: left alone.
+	Live []string
+	// Temps are the stale temporary snapshot files removed from the
+	// allowed directories.
+	Temps []string
+}
+
+// GC cleans up after containers whose poststop never ran (the runtime
+// crashed or was killed, the host lost the hook): for every state file in
+// cfg.StateDir whose container process is gone, it releases the views
+// (unmount, loop device, mountpoint stubs) and removes the state file. It
+// does not export: an export needs the container's poststop. It also
+// removes stale temporary files of interrupted exports from the allowed
+// directories (cfg.Policy.AllowDirs).
+//
+// A container is alive when its recorded pid runs and started at the
+// recorded time (statefile.Alive), so that a reused pid does not keep a
+// dead container's view, nor a live container's view get released. A
+// record without a start time is kept while its pid exists. Note that a
+// container whose process exited but that its runtime has not deleted yet
+// (runc create/start without delete) counts as gone: its poststop, when it
+// comes, finds no state and has nothing left to release.
+//
+// Errors do not stop GC: a container whose release fails keeps its state
+// file for the next run, and all errors are returned joined.
+func GC(ctx context.Context, cfg Config) (GCReport, error) {
+	var rep GCReport
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sd := statefile.Dir{Path: cfg.StateDir}
+	recs, errs := sd.List()
+	for _, rec := range recs {
+		if err := ctx.Err(); err != nil {
+			return rep, errors.Join(append(errs, err)...)
+		}
+		if alive(rec) {
+			rep.Live = append(rep.Live, rec.ID)
+			continue
+		}
+		log := cfg.Logger.With("container", rec.ID, "stage", "gc")
+		h := &hook{cfg: &cfg, log: log, state: sd}
+		if len(rec.Views) > 0 {
+			if err := h.releaseViews(ctx, rec); err != nil {
+				errs = append(errs, fmt.Errorf("container %s: %s: release: %w", rec.ID, KeyView, err))
+				continue
+			}
+		}
+		if err := sd.Remove(rec.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("released a container that no longer exists", "views", len(rec.Views))
+		rep.Removed = append(rep.Removed, rec.ID)
+	}
+	for _, d := range cfg.Policy.AllowDirs {
+		temps, err := cleanTemps(ctx, d)
+		rep.Temps = append(rep.Temps, temps...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// alive reports whether rec's container process may still run.
+func alive(rec *statefile.Record) bool {
+	if rec.Pid <= 0 {
+		return false
+	}
+	if rec.PidStart != 0 {
+		return statefile.Alive(rec.Pid, rec.PidStart)
+	}
+	err := syscall.Kill(rec.Pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// maxTempDepth bounds how deep below an allowed directory GC looks for
+// temporary files (export destinations may be in subdirectories).
+const maxTempDepth = 8
+
+// cleanTemps runs location.CleanStaleTemps in dir and its subdirectories on
+// the same file system, following no symlink. A missing dir is fine.
+func cleanTemps(ctx context.Context, dir string) ([]string, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, nil
+	}
+	dir = filepath.Clean(dir)
+	var top syscall.Stat_t
+	if err := syscall.Stat(dir, &top); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("allowed directory %s: %w", dir, err)
+	}
+	var removed []string
+	var errs []error
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if p != dir {
+			var st syscall.Stat_t
+			if err := syscall.Lstat(p, &st); err != nil || st.Dev != top.Dev {
+				return filepath.SkipDir
+			}
+			if strings.Count(strings.TrimPrefix(p, dir), string(os.PathSeparator)) > maxTempDepth {
+				return filepath.SkipDir
+			}
+		}
+		r, err := location.CleanStaleTemps(p)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("clean temporary files in %s: %w", p, err))
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
+}
