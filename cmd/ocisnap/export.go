@@ -19,11 +19,11 @@ import (
 
 type exportOpts struct {
 	output, format, compression string
-	rootfs, upper, cgroup         string
-	runtimeRoots                  []string
-	stateDir                      string
-	noPause                       bool
-	freezeTimeout                 time.Duration
+	rootfs, upper, cgroup       string
+	runtimeRoots                []string
+	stateDir                    string
+	noPause                     bool
+	freezeTimeout               time.Duration
 }
 
 func newExportCmd(a *app) *cobra.Command {
