@@ -613,3 +613,43 @@ func ExampleReader() {
 	// "deleted" whiteout=true
 	// "etc/old" whiteout=true
 }
+
+// FuzzReader: any stream either reads to a clean io.EOF or fails; it never
+// panics, and every Entry it yields has a clean, relative path.
+func FuzzReader(f *testing.F) {
+	f.Add(buildTar(f, gvisorUpper()...))
+	f.Add(buildTar(f, tDir("d/"), tFile("d/.wh..wh..opq", ""), tFile("d/.wh.x", ""), tLink("l", "d/x")))
+	f.Add(compress(f, buildTar(f, tFile("a", "b")), CompressionGzip))
+	f.Add(compress(f, buildTar(f, tFile("a", "b")), CompressionZstd))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := NewReader(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		for {
+			e, err := r.Next()
+			if err != nil {
+				return
+			}
+			for _, p := range []string{e.Path, linkTarget(e)} {
+				if p == "" {
+					continue
+				}
+				if c, err := cleanEntryName(p); err != nil || c != p {
+					t.Fatalf("entry path %q not clean: %q, %v", p, c, err)
+				}
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+		}
+	})
+}
+
+func linkTarget(e *Entry) string {
+	if e.Header != nil && e.Header.Typeflag == tar.TypeLink {
+		return e.Header.Linkname
+	}
+	return ""
+}
