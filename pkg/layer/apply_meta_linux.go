@@ -1,0 +1,205 @@
+//go:build linux
+
+package layer
+
+// Metadata of applied inodes: ownership, mode, xattrs, times.
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// setFdMeta sets ownership, mode, xattrs and (except for directories, done
+// at the end) times on an open regular file or directory.
+func (a *applier) setFdMeta(fd int, m *entryMeta) error {
+	if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", m.uid, m.gid, err)
+	}
+	if err := unix.Fchmod(fd, m.mode); err != nil {
+		return fmt.Errorf("chmod %#o: %w", m.mode, err)
+	}
+	if err := forXattrs(m.hdr, false, func(name string, value []byte) error {
+		return unix.Fsetxattr(fd, name, value, 0)
+	}); err != nil {
+		return err
+	}
+	if m.hdr.Typeflag == tar.TypeDir {
+		return nil
+	}
+	if err := futimensFd(fd, &m.times); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// setAtMeta sets the metadata of a symlink, fifo or device just created at
+// pfd/name, without following a symlink and without opening the node (a
+// fifo would block, a device would be driven).
+func (a *applier) setAtMeta(pfd int, name string, m *entryMeta) error {
+	if err := unix.Fchownat(pfd, name, m.uid, m.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", m.uid, m.gid, err)
+	}
+	if m.hdr.Typeflag != tar.TypeSymlink {
+		// fchmodat2(2) (Linux 6.6) takes AT_SYMLINK_NOFOLLOW; before it,
+		// name is still the node mknodat just made, not a symlink.
+		err := unix.Fchmodat(pfd, name, m.mode, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			err = unix.Fchmodat(pfd, name, m.mode, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("chmod %#o: %w", m.mode, err)
+		}
+	}
+	procPath := fmt.Sprintf("/proc/self/fd/%d/%s", pfd, name)
+	if err := forXattrs(m.hdr, true, func(x string, value []byte) error {
+		return unix.Lsetxattr(procPath, x, value, 0)
+	}); err != nil {
+		return err
+	}
+	if err := unix.UtimesNanoAt(pfd, name, m.times[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// forXattrs calls set for each SCHILY.xattr record of hdr but the overlay's
+// own. On special files (symlinks, fifos, devices) only trusted.* and
+// security.* apply: the kernel refuses user.* there. A filesystem without
+// SELinux labels may refuse security.selinux; that alone is tolerated.
+func forXattrs(hdr *tar.Header, special bool, set func(name string, value []byte) error) error {
+	for k, v := range hdr.PAXRecords {
+		x, ok := strings.CutPrefix(k, paxSchilyXattr)
+		if !ok || x == "" || isOverlayXattr(x) {
+			continue
+		}
+		if special && !strings.HasPrefix(x, "trusted.") && !strings.HasPrefix(x, "security.") {
+			continue
+		}
+		if err := set(x, []byte(v)); err != nil {
+			if x == "security.selinux" && errors.Is(err, unix.EOPNOTSUPP) {
+				continue
+			}
+			return fmt.Errorf("set xattr %q: %w", x, err)
+		}
+	}
+	return nil
+}
+
+func futimensFd(fd int, ts *[2]unix.Timespec) error {
+	// utimensat(fd, NULL, ts, 0), as glibc's futimensFd: x/sys passes a
+	// path, and "" needs AT_EMPTY_PATH (Linux 5.8+).
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	}
+}
+
+// savedDirMeta is what recreateDir carries over from a directory it replaces.
+type savedDirMeta struct {
+	st     unix.Stat_t
+	xattrs map[string][]byte
+}
+
+func saveDirMeta(pfd int, name string) (*savedDirMeta, error) {
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	m := &savedDirMeta{xattrs: make(map[string][]byte)}
+	if err := unix.Fstat(fd, &m.st); err != nil {
+		return nil, err
+	}
+	names, err := flistxattrNames(fd)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range names {
+		if isOverlayXattr(x) {
+			continue
+		}
+		v, err := fgetxattrValue(fd, x)
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("xattr %q: %w", x, err)
+		}
+		m.xattrs[x] = v
+	}
+	return m, nil
+}
+
+func (m *savedDirMeta) restore(pfd int, name string) error {
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open directory: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchown(fd, int(m.st.Uid), int(m.st.Gid)); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if err := unix.Fchmod(fd, m.st.Mode&0o7777); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	for x, v := range m.xattrs {
+		if err := unix.Fsetxattr(fd, x, v, 0); err != nil && !(x == "security.selinux" && errors.Is(err, unix.EOPNOTSUPP)) {
+			return fmt.Errorf("set xattr %q: %w", x, err)
+		}
+	}
+	ts := [2]unix.Timespec{m.st.Atim, m.st.Mtim}
+	return futimensFd(fd, &ts)
+}
+
+func flistxattrNames(fd int) ([]string, error) {
+	for {
+		n, err := unix.Flistxattr(fd, nil)
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		n, err = unix.Flistxattr(fd, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // grew in between
+		}
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, x := range strings.Split(string(buf[:n]), "\x00") {
+			if x != "" {
+				names = append(names, x)
+			}
+		}
+		return names, nil
+	}
+}
+
+func fgetxattrValue(fd int, name string) ([]byte, error) {
+	for {
+		n, err := unix.Fgetxattr(fd, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		n, err = unix.Fgetxattr(fd, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}

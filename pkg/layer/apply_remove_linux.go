@@ -1,0 +1,186 @@
+//go:build linux
+
+package layer
+
+// Removal: whiteouts, opaque directories, replaced paths.
+
+import (
+	"errors"
+	"fmt"
+	"path"
+
+	"golang.org/x/sys/unix"
+)
+
+// whiteout removes p, a directory recursively. An absent path, or one whose
+// parent is absent or not a directory, is already what the snapshot wants.
+func (a *applier) whiteout(p string) error {
+	if p == "" {
+		return fmt.Errorf("%w: whiteout of the root", ErrInsecurePath)
+	}
+	dir, name := splitEntryPath(p)
+	pfd, err := a.parent(dir, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return a.removeAt(pfd, name, p)
+}
+
+// opaqueMarker applies an OCI .wh..wh..opq entry: the existing directory p
+// keeps only the children applied in this run. Nothing to hide if p does
+// not exist or is not a directory (an entry replacing it comes or came).
+func (a *applier) opaqueMarker(p string) error {
+	dir, name := splitEntryPath(p)
+	pfd, err := a.parent(dir, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	return a.makeOpaque(pfd, name, p, true)
+}
+
+// makeOpaque drops every child the existing directory pfd/name (path p) had
+// before this run. With no child applied yet, it removes the directory and
+// makes it again: on a merged overlay mount, overlayfs then marks the new
+// upper directory opaque itself, hiding the lower one. Otherwise (or for
+// the root, or a busy mount point) it removes the children not applied in
+// this run, recursively.
+func (a *applier) makeOpaque(pfd int, name, p string, keepMeta bool) error {
+	if _, ok := a.hasApplied[p]; !ok && p != "" {
+		err := a.recreateDir(pfd, name, p, keepMeta)
+		if !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+	}
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open directory: %w", err)
+	}
+	defer unix.Close(fd)
+	return a.prune(fd, p)
+}
+
+// prune removes the children of directory fd (path p) that were not applied
+// in this run, and recurses into those that were.
+func (a *applier) prune(fd int, p string) error {
+	names, err := getdentsNames(fd)
+	if err != nil {
+		return fmt.Errorf("read directory %q: %w", p, err)
+	}
+	for _, n := range names {
+		cp := path.Join(p, n)
+		if _, ok := a.applied[cp]; !ok {
+			if err := a.removeAt(fd, n, cp); err != nil {
+				return err
+			}
+			continue
+		}
+		cfd, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue // an applied non-directory
+		}
+		if err != nil {
+			return fmt.Errorf("open directory %q: %w", cp, err)
+		}
+		err = a.prune(cfd, cp)
+		unix.Close(cfd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recreateDir replaces directory pfd/name with a new empty one. keepMeta
+// copies the old one's ownership, mode, xattrs and times (for an opaque
+// marker; a directory entry sets its own). Its error wraps EBUSY when the
+// directory cannot be removed (a mount point).
+func (a *applier) recreateDir(pfd int, name, p string, keepMeta bool) error {
+	var old *savedDirMeta
+	if keepMeta {
+		var err error
+		if old, err = saveDirMeta(pfd, name); err != nil {
+			return fmt.Errorf("read metadata: %w", err)
+		}
+	}
+	if err := a.removeAt(pfd, name, p); err != nil {
+		return err
+	}
+	if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	if old == nil {
+		return nil
+	}
+	return old.restore(pfd, name)
+}
+
+// removeAt removes pfd/name (path p), a directory recursively, without
+// following symlinks. An absent name is fine.
+func (a *applier) removeAt(pfd int, name, p string) error {
+	a.invalidate(p)
+	if err := removeAllAt(pfd, name); err != nil {
+		return fmt.Errorf("remove %q: %w", p, err)
+	}
+	return nil
+}
+
+func removeAllAt(pfd int, name string) error {
+	err := unix.Unlinkat(pfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) {
+		return err
+	}
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	names, err := getdentsNames(fd)
+	for _, n := range names {
+		if err == nil {
+			err = removeAllAt(fd, n)
+		}
+	}
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	return nil
+}
+
+func getdentsNames(fd int) ([]string, error) {
+	var names []string
+	buf := make([]byte, 8<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return names, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}
