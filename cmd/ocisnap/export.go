@@ -140,11 +140,16 @@ func (a *app) export(ctx context.Context, o *exportOpts, args []string) error {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// The writer stops at its next read or write; one blocked on a
-		// full stdout pipe may not, and the process exits without it.
+		// The writer stops at its next read or write and removes its
+		// temporary file. One blocked on a full stdout pipe cannot be
+		// woken; the process exits without it (nothing to clean up).
+		grace := 10 * time.Second
+		if o.output == "-" {
+			grace = time.Second
+		}
 		select {
 		case err = <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(grace):
 			err = errors.New("the writer did not stop in time")
 		}
 	}

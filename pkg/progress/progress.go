@@ -45,6 +45,7 @@ type Bar struct {
 	out   io.Writer
 	label string
 	total int64 // <= 0: unknown
+	width int   // of the whole line
 	start time.Time
 
 	bytes, entries atomic.Int64
@@ -62,15 +63,32 @@ func New(f *os.File, label string, total int64) *Bar {
 	if !IsTerminal(f) {
 		return nil
 	}
-	return newBar(f, label, total)
+	return newBar(writerOnly{f}, label, total, termWidth(f))
 }
 
+// termWidth is the terminal's width, 80 when it does not say (a pty whose
+// size was never set, as under script(1)), at most maxWidth.
+func termWidth(f *os.File) int {
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil || ws.Col == 0 {
+		return 80
+	}
+	return min(int(ws.Col), maxWidth)
+}
+
+const maxWidth = 120
+
+// writerOnly hides the *os.File from mpb, which would ask the terminal for
+// its size on every frame and draw nothing when it reports 0x0; the width
+// is given to mpb instead.
+type writerOnly struct{ io.Writer }
+
 // newBar returns a Bar drawing on w whatever w is (tests draw into a buffer).
-func newBar(w io.Writer, label string, total int64) *Bar {
+func newBar(w io.Writer, label string, total int64, width int) *Bar {
 	if total > 0 && total < Threshold {
 		return nil
 	}
-	b := &Bar{out: w, label: label, total: total, start: time.Now()}
+	b := &Bar{out: w, label: label, total: total, width: width, start: time.Now()}
 	if total > 0 {
 		b.show()
 	}
@@ -161,7 +179,7 @@ func (b *Bar) showLocked() {
 	if b.p != nil {
 		return
 	}
-	b.p = mpb.New(mpb.WithOutput(b.out), mpb.WithWidth(100), mpb.WithRefreshRate(refreshRate), mpb.WithAutoRefresh())
+	b.p = mpb.New(mpb.WithOutput(b.out), mpb.WithWidth(b.width), mpb.WithRefreshRate(refreshRate), mpb.WithAutoRefresh())
 	entries := decor.Any(func(decor.Statistics) string {
 		if n := b.entries.Load(); n > 0 {
 			return fmt.Sprintf("%d entries", n)

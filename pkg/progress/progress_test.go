@@ -64,7 +64,7 @@ func TestNilBar(t *testing.T) {
 func TestKnownTotal(t *testing.T) {
 	var out syncBuffer
 	const total = 3 * Threshold
-	b := newBar(&out, "apply", total)
+	b := newBar(&out, "apply", total, 100)
 	if b == nil {
 		t.Fatal("no bar for a large total")
 	}
@@ -84,14 +84,14 @@ func TestKnownTotal(t *testing.T) {
 
 func TestSmallTotalDrawsNothing(t *testing.T) {
 	var out syncBuffer
-	if b := newBar(&out, "apply", Threshold-1); b != nil {
+	if b := newBar(&out, "apply", Threshold-1, 100); b != nil {
 		t.Fatal("bar for a small total")
 	}
 }
 
 func TestUnknownTotalAppearsLate(t *testing.T) {
 	var out syncBuffer
-	b := newBar(&out, "export", -1)
+	b := newBar(&out, "export", -1, 100)
 	b.SetBytes(Threshold / 2)
 	b.mu.Lock()
 	shown := b.p != nil
@@ -106,7 +106,7 @@ func TestUnknownTotalAppearsLate(t *testing.T) {
 	}
 
 	var out2 syncBuffer
-	b = newBar(&out2, "export", -1)
+	b = newBar(&out2, "export", -1, 100)
 	b.SetBytes(Threshold / 2)
 	b.Done(nil)
 	if s := out2.String(); s != "" {
@@ -116,7 +116,7 @@ func TestUnknownTotalAppearsLate(t *testing.T) {
 
 func TestAbort(t *testing.T) {
 	var out syncBuffer
-	b := newBar(&out, "convert", 2*Threshold)
+	b := newBar(&out, "convert", 2*Threshold, 100)
 	b.SetBytes(Threshold)
 	b.Done(errors.New("boom")) // must not hang
 }
