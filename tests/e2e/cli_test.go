@@ -24,6 +24,7 @@ import (
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/cgroupfreeze"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // cliResult is one run of the installed ocisnap CLI.
@@ -609,5 +610,45 @@ func TestCLIVersion(t *testing.T) {
 	must(t, err)
 	if !strings.Contains(out, strings.TrimSpace(string(v))) || !strings.Contains(out, "commit ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version output %q", out)
+	}
+}
+
+// TestCLIGC: `ocisnap gc` forgets containers whose process is gone, keeps
+// live ones, and removes stale temporary export files.
+func TestCLIGC(t *testing.T) {
+	testutil.RequireRoot(t)
+	stateDir, allow := t.TempDir(), t.TempDir()
+	sd := statefile.Dir{Path: stateDir}
+	// A container whose process is gone: a pid that ran and exited.
+	dead := exec.Command("true")
+	must(t, dead.Run())
+	must(t, sd.Write(&statefile.Record{ID: "dead", Pid: dead.Process.Pid, PidStart: 1, Created: time.Now()}))
+	// A live one: this test's process.
+	start, err := statefile.ProcessStartTime(os.Getpid())
+	must(t, err)
+	must(t, sd.Write(&statefile.Record{ID: "live", Pid: os.Getpid(), PidStart: start, Created: time.Now()}))
+	// A temporary file of an export that died (nobody holds its lock).
+	temp := filepath.Join(allow, "sub", ".snap.tar.ocisnap-tmp-0123456789abcdef")
+	must(t, os.MkdirAll(filepath.Dir(temp), 0o700))
+	must(t, os.WriteFile(temp, []byte("partial"), 0o600))
+
+	var rep hooks.GCReport
+	out := mustCLI(t, "gc", "--json", "--state-dir", stateDir, "--allow-dir", allow)
+	must(t, json.Unmarshal([]byte(out), &rep))
+	if !slices.Equal(rep.Removed, []string{"dead"}) || !slices.Equal(rep.Live, []string{"live"}) || !slices.Equal(rep.Temps, []string{temp}) {
+		t.Fatalf("gc report %+v", rep)
+	}
+	if _, err := sd.Read("dead"); err == nil {
+		t.Error("the dead container's record is still there")
+	}
+	if _, err := sd.Read("live"); err != nil {
+		t.Errorf("the live container's record is gone: %v", err)
+	}
+	if _, err := os.Stat(temp); err == nil {
+		t.Error("the stale temporary file is still there")
+	}
+	r := ocisnap(t, nil, "gc", "--allow-dir", "relative")
+	if r.code != 2 {
+		t.Errorf("relative --allow-dir: exit %d, want 2", r.code)
 	}
 }
