@@ -64,6 +64,8 @@ type hookFile struct {
 	Path         string   `json:"path,omitempty"` // hook.path
 	Stages       []string `json:"stages,omitempty"`
 	Ocisnap      bool     `json:"ocisnap,omitempty"`
+	// When is the file's annotation conditions (key regexp: value regexp).
+	When map[string]string `json:"when,omitempty"`
 
 	hook *cihook.Hook
 }
@@ -208,6 +210,7 @@ func readHooksDir(dir string) ([]*hookFile, error) {
 		}
 		if h != nil {
 			f.Path, f.Stages, f.Ocisnap = h.Hook.Path, h.Stages, isOcisnap(h.Hook.Path)
+			f.When = h.When.Annotations
 		}
 		out = append(out, f)
 	}
@@ -329,6 +332,15 @@ func printHooksReport(a *app, rep *hooksReport, o *hooksOpts) error {
 			what += " in stage " + o.stage
 		}
 		w.printf("\n%s\n", what)
+		for _, f := range rep.Files {
+			if f.Valid && f.Ocisnap && f.OverriddenBy == "" && len(f.When) > 0 {
+				w.printf("  %s runs when an annotation matches:", filepath.Join(f.Dir, f.Name))
+				for k, v := range f.When {
+					w.printf(" %s = %s", k, v)
+				}
+				w.printf("\n")
+			}
+		}
 	}
 	return w.flush()
 }
