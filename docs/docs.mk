@@ -1,0 +1,17 @@
+# Man pages: docs/<name>.<section>.md rendered with go-md2man (Debian and
+# Fedora package go-md2man) into docs/man/<name>.<section>, which
+# `make install` installs when present. Included by the Makefile.
+
+GOMD2MAN ?= go-md2man
+MAN_SOURCES := $(wildcard docs/*.[0-9].md)
+MAN_PAGES   := $(patsubst docs/%.md,docs/man/%,$(MAN_SOURCES))
+
+docs: $(MAN_PAGES)
+
+docs/man/%: docs/%.md
+	@mkdir -p docs/man
+	$(GOMD2MAN) -in $< -out $@
+
+.PHONY: clean-docs
+clean-docs:
+	rm -rf docs/man
