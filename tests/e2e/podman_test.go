@@ -24,7 +24,9 @@ type podman struct {
 func newPodman(t testing.TB, hooksDir string) *podman {
 	t.Helper()
 	testutil.RequireTools(t, "podman", "runc", "busybox")
-	dir := t.TempDir()
+	// Short: podman refuses a runroot longer than 50 characters.
+	dir, err := os.MkdirTemp("", "pm")
+	must(t, err)
 	conf := filepath.Join(dir, "containers.conf")
 	must(t, os.WriteFile(conf, []byte(`[containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
@@ -37,6 +39,7 @@ cgroup_manager = "cgroupfs"
 		p.runErr("rm", "-af", "-t", "0")
 		p.runErr("system", "reset", "-f")
 		exec.Command("umount", "-R", filepath.Join(dir, "storage")).Run()
+		os.RemoveAll(dir)
 	})
 	return p
 }

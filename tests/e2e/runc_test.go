@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -94,10 +93,18 @@ func (b *bundle) runc(args ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "runc", args...)
 	cmd.Dir = b.dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
+	// A file, not a pipe: after `runc create` the container's process
+	// keeps runc's stdio open, and a pipe would never reach EOF.
+	out, err := os.CreateTemp(b.dir, "runc-out-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	data, _ := os.ReadFile(out.Name())
+	return string(data), err
 }
 
 // runToCompletion runs the container's process in the foreground: runc
