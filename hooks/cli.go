@@ -209,16 +209,17 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 	cfg := DefaultConfig()
 	fs := pflag.NewFlagSet("ocisnap-hook", pflag.ContinueOnError)
 	fs.SetOutput(discard{})
-	fs.ParseErrorsAllowlist.UnknownFlags = true
 	RegisterFlags(fs, &cfg)
+	// The flags cmd/ocisnap-hook adds; any other flag fails the hook.
 	fs.String("log-file", "", "")
 	fs.String("log-level", "", "")
+	fs.Bool("version", false, "")
 	var rest []string
 	if len(args) > 0 {
 		rest = args[1:]
 	}
 	if err := fs.Parse(rest); err != nil {
-		return []Action{{Stage: stage, Action: "error", Problem: "hook arguments: " + err.Error()}}
+		return []Action{{Stage: stage, Action: "error", Problem: "hook arguments: " + err.Error() + " (the hook exits 2)"}}
 	}
 	if fs.NArg() > 0 {
 		cfg.Stage = fs.Arg(0)

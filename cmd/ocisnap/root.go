@@ -108,8 +108,10 @@ func newRoot(a *app) *cobra.Command {
 
 // run runs the command line args and returns the exit status.
 func run(args []string) int {
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, log: slog.Default()}
+	return runApp(&app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, log: slog.Default()}, args)
+}
 
+func runApp(a *app, args []string) int {
 	// SIGINT/SIGTERM/SIGHUP cancel the context (with the signal as its
 	// cause); commands clean up (thaw, remove temporary files) and return.
 	// Later signals are ignored so the clean-up is not cut short.
