@@ -1,0 +1,167 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	cihooks "go.podman.io/common/pkg/hooks"
+
+	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
+)
+
+func TestStageOf(t *testing.T) {
+	for _, c := range []struct {
+		forced string
+		status specs.ContainerState
+		want   string
+		err    bool
+	}{
+		{"", specs.StateCreating, StageCreateRuntime, false}, // runc
+		{"", specs.StateCreated, StageCreateRuntime, false},  // crun
+		{"", specs.StateStopped, StagePoststop, false},
+		{"", specs.StateRunning, "", true},
+		{"createContainer", specs.StateCreating, StageCreateContainer, false},
+		{"poststop", specs.StateRunning, StagePoststop, false},
+		{"bogus", specs.StateCreating, "", true},
+	} {
+		got, err := stageOf(c.forced, &specs.State{Status: c.status})
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("stageOf(%q, %q) = %q, %v; want %q, err=%v", c.forced, c.status, got, err, c.want, c.err)
+		}
+	}
+}
+
+func container(ann map[string]string) *ocistate.Container {
+	c := &ocistate.Container{State: &specs.State{ID: "c1", Annotations: ann}, Spec: &specs.Spec{}}
+	if n, ok := ann["io.kubernetes.container.name"]; ok {
+		c.Name = n
+	}
+	return c
+}
+
+func TestParseRequest(t *testing.T) {
+	gv := DefaultConfig()
+	gv.Policy.GVisorCompat = true
+	def := DefaultConfig()
+	for _, c := range []struct {
+		name    string
+		ann     map[string]string
+		cfg     *Config
+		restore string
+		export  *exportRequest
+		err     string
+	}{
+		{name: "nothing", ann: map[string]string{"other": "x"}},
+		{name: "restore", ann: map[string]string{KeyRestore: "/var/lib/ocisnap/a.tar"}, restore: "/var/lib/ocisnap/a.tar"},
+		{name: "gvisor-ignored-by-default", ann: map[string]string{KeyGVisorRestore: "/var/lib/ocisnap/g.tar"}},
+		{name: "gvisor-compat", ann: map[string]string{KeyGVisorRestore: "/var/lib/ocisnap/g.tar"}, cfg: &gv, restore: "/var/lib/ocisnap/g.tar"},
+		{name: "ocisnap-wins-over-gvisor", ann: map[string]string{KeyGVisorRestore: "/g", KeyRestore: "/o"}, cfg: &gv, restore: "/o"},
+		{name: "export-defaults", ann: map[string]string{KeyExport: "/e"},
+			export: &exportRequest{dest: "/e", format: layer.FormatOverlay, compression: layer.CompressionNone}},
+		{name: "export-options", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "oci", KeyExportCompression: "zstd"},
+			export: &exportRequest{dest: "/e", format: layer.FormatOCI, compression: layer.CompressionZstd}},
+		{name: "per-container-wins", ann: map[string]string{"io.kubernetes.container.name": "app",
+			KeyRestore: "/plain", KeyRestore + ".app": "/mine", KeyExport + ".other": "/theirs"}, restore: "/mine"},
+		{name: "bad-format", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "docker"}, err: KeyExportFormat},
+		{name: "bad-compression", ann: map[string]string{KeyExport: "/e", KeyExportCompression: "xz"}, err: KeyExportCompression},
+		{name: "empty-restore", ann: map[string]string{KeyRestore: ""}, err: KeyRestore},
+		{name: "bad-view", ann: map[string]string{KeyView: "http://x", KeyViewBinds: "a:/b"}, err: KeyView},
+		{name: "binds-without-view", ann: map[string]string{KeyViewBinds: "a:/b"}, err: KeyViewBinds},
+		{name: "bind-relative-dst", ann: map[string]string{KeyView: "image", KeyViewBinds: "boot/vmlinuz:run/k"}, err: "absolute"},
+		{name: "view-relative-source", ann: map[string]string{KeyView: "dir:rel", KeyViewBinds: "a:/b"}, err: "absolute"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			if cfg == nil {
+				cfg = &def
+			}
+			req, err := parseRequest(container(c.ann), cfg)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want one naming %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if req.restore != c.restore {
+				t.Errorf("restore = %q, want %q", req.restore, c.restore)
+			}
+			if (req.export == nil) != (c.export == nil) || req.export != nil && *req.export != *c.export {
+				t.Errorf("export = %+v, want %+v", req.export, c.export)
+			}
+		})
+	}
+}
+
+// TestNothingAskedTouchesNothing: with no relevant annotation the hook
+// returns at once, before it even loads config.json (the bundle here does
+// not exist).
+func TestNothingAskedTouchesNothing(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StateDir = filepath.Join(t.TempDir(), "state")
+	for _, status := range []string{"creating", "stopped"} {
+		st, _ := json.Marshal(map[string]any{"ociVersion": "1.0.2", "id": "c1", "status": status,
+			"bundle": "/nonexistent/bundle", "annotations": map[string]string{"foo": "bar"}})
+		if err := Run(context.Background(), cfg, bytes.NewReader(st)); err != nil {
+			t.Errorf("status %s: %v", status, err)
+		}
+	}
+	if _, err := os.Stat(cfg.StateDir); err == nil {
+		t.Errorf("state dir created for a container that asked nothing")
+	}
+}
+
+// TestShippedHooksJSON: the shipped hooks.d files load with the library
+// CRI-O and Podman use, and match exactly the intended annotations.
+func TestShippedHooksJSON(t *testing.T) {
+	for _, c := range []struct {
+		file   string
+		ann    map[string]string
+		match  bool
+		stages []string
+	}{
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: "/x"}, true, []string{"createRuntime", "poststop"}},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExport + ".app": "/x"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyView: "image"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExportFormat: "oci"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"xio.ocisnap.restore": "/x"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: ""}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyGVisorRestore: "/x"}, false, nil},
+		{"../oci-hooks.d/examples/ocisnap-gvisor.json", map[string]string{KeyGVisorRestore: "/x"}, true, []string{"createRuntime"}},
+		{"../oci-hooks.d/examples/ocisnap-gvisor.json", map[string]string{KeyGVisorRestore + ".app": "/x"}, true, nil},
+	} {
+		// hooks.Read checks that hook.path exists: point it at this test binary.
+		data, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = bytes.Replace(data, []byte("/usr/libexec/oci/hooks.d/ocisnap-hook"), []byte(os.Args[0]), 1)
+		tmp := filepath.Join(t.TempDir(), filepath.Base(c.file))
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h, err := cihooks.Read(tmp, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		if c.stages != nil && strings.Join(h.Stages, ",") != strings.Join(c.stages, ",") {
+			t.Errorf("%s: stages %v, want %v", c.file, h.Stages, c.stages)
+		}
+		m, err := h.When.Match(&specs.Spec{}, c.ann, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m != c.match {
+			t.Errorf("%s with %v: match=%v, want %v", c.file, c.ann, m, c.match)
+		}
+	}
+}
