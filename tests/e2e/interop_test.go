@@ -125,3 +125,37 @@ func readJSON(t testing.TB, path string, v any) {
 	must(t, err)
 	must(t, json.Unmarshal(data, v))
 }
+
+// TestGVisorCompatExample: the shipped gVisor-compatibility hooks.d example,
+// installed by the administrator, makes gVisor's restore annotation work;
+// without it the annotation is ignored.
+func TestGVisorCompatExample(t *testing.T) {
+	testutil.RequireRoot(t)
+	img := filepath.Join(t.TempDir(), "img")
+	buildImageRoot(t, img)
+	snap := filepath.Join(snapshotDir(t), "g.tar")
+	buildTar(t, snap, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./from-gvisor", body: "g"}}, false)
+
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "oci-hooks.d/examples/ocisnap-gvisor.json"))
+	must(t, err)
+	data = bytes.Replace(data, []byte("/usr/libexec/oci/hooks.d/ocisnap-hook"), []byte(hookBin), 1)
+	must(t, os.WriteFile(filepath.Join(dir, "ocisnap-gvisor.json"), data, 0o644))
+
+	for _, c := range []struct {
+		dir  string
+		want bool
+	}{{dir, true}, {hooksDir, false}} {
+		b := newBundle(t, img)
+		b.spec.Annotations["dev.gvisor.tar.rootfs.upper"] = snap
+		crioHooks(t, b, c.dir)
+		out, err := b.runToCompletion("true")
+		if err != nil {
+			t.Fatalf("runc run: %v\n%s", err, out)
+		}
+		_, err = os.Stat(filepath.Join(b.rootfs, "from-gvisor"))
+		if (err == nil) != c.want {
+			t.Errorf("hooks dir %s: restored=%v, want %v", c.dir, err == nil, c.want)
+		}
+	}
+}
