@@ -106,6 +106,7 @@ func liveContainer(t *testing.T, p *podman) *live {
 	t.Helper()
 	img := p.testImage()
 	id := p.run("run", "-d", "--network=none", img, "sh", "-c", writerLoop)
+	runcCleanup(t, id)
 	l := &live{id: id, merged: p.mergedDir(id)}
 	rc, err := hooks.FindRuntimeContainer([]string{"/run/runc"}, id)
 	if err != nil {
@@ -126,6 +127,14 @@ func (l *live) generation() int {
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n
+}
+
+// runcCleanup deletes a podman container through runc at the end of the
+// test, whatever podman's own database says about it by then (podman
+// instances share /run/libpod: another test's `podman system reset` makes
+// podman forget that this container runs).
+func runcCleanup(t testing.TB, id string) {
+	t.Cleanup(func() { exec.Command("runc", "--root", "/run/runc", "delete", "--force", id).Run() })
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -372,6 +381,7 @@ func TestCLISnapshotTools(t *testing.T) {
 	// test then needs nothing of podman's state but the container's
 	// storage).
 	id := p.run("run", "-d", "--network=none", img, "sh", "-c", changes+"\ntouch /run/done && sleep 1000")
+	runcCleanup(t, id)
 	merged := p.mergedDir(id)
 	waitFor(t, "the changes", func() bool {
 		_, err := os.Stat(filepath.Join(merged, "run/done"))
