@@ -25,13 +25,22 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig is the configuration with no flags given.
+// DefaultConfig is the configuration with no flags given. For root it is
+// /var/lib/ocisnap and /run/ocisnap; a rootless user (also when running as
+// uid 0 of the user namespace rootless Podman makes) gets per-user
+// defaults: ~/.local/share/ocisnap and $XDG_RUNTIME_DIR/ocisnap.
 func DefaultConfig() Config {
-	return Config{
+	cfg := Config{
 		Policy:   policy.Default(),
 		StateDir: statefile.DefaultDir,
 		Logger:   slog.Default(),
 	}
+	if uid, rootless := hostUID(); rootless {
+		state, allow := userDefaults(uid)
+		cfg.StateDir = state
+		cfg.Policy.AllowDirs = []string{allow}
+	}
+	return cfg
 }
 
 // RegisterFlags adds the administrator's flags to fs, bound to cfg.
