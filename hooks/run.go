@@ -91,8 +91,8 @@ func stageOf(forced string, st *specs.State) (string, error) {
 }
 
 type hook struct {
-	cfg   *Config
-	log   interface {
+	cfg *Config
+	log interface {
 		Info(string, ...any)
 		Warn(string, ...any)
 		Error(string, ...any)
