@@ -23,6 +23,7 @@ TEST_TIMEOUT ?= 60m
 all: build
 
 -include packaging/packaging.mk
+-include docs/docs.mk
 
 build:
 	@mkdir -p bin

@@ -119,14 +119,8 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	if err != nil {
 		return err
 	}
-	return WriteSnapshot(ctx, sink, rec.Overlay.Upper,
-		layer.WithFormat(f),
-		layer.WithCompression(comp),
-		layer.WithExclude(excludes(rec)...),
-		layer.WithIDMap(idMap(rec.UIDMappings, rec.GIDMappings)),
-		layer.WithLowers(append(append([]string{}, rec.Overlay.Lowers...), rec.Overlay.DataDirs...)...),
-		layer.WithUserXattr(rec.Overlay.UserXattr),
-	)
+	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
+	return WriteSnapshot(ctx, sink, rec.Overlay.Upper, opts...)
 }
 
 // WriteSnapshot writes the upper dir as a snapshot into sink, committing

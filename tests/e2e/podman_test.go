@@ -33,6 +33,7 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 events_logger = "file"
 cgroup_manager = "cgroupfs"
+tmp_dir = "`+filepath.Join(dir, "tmp")+`"
 `), 0o644))
 	p := &podman{t: t, dir: dir, hooksDir: hooksDir, env: append(os.Environ(), "CONTAINERS_CONF="+conf)}
 	t.Cleanup(func() {
