@@ -73,6 +73,8 @@ cleanup() {
   "${PODMAN[@]}" rm -af -t 0 >/dev/null 2>&1
   "${PODMAN[@]}" system reset -f >/dev/null 2>&1
   umount -R "$T/storage" 2>/dev/null
+  # hook state of this test's containers (left behind if a container failed to start)
+  grep -lsF "$T/" /run/ocisnap/*.json 2>/dev/null | xargs -r rm -f
   st=$(dpkg-query -W -f='${db:Status-Status}' ocisnap 2>/dev/null)
   if [ -n "$st" ] && [ "$st" != not-installed ]; then
     echo "package-test: cleanup: purging the ocisnap package" >&2
@@ -143,7 +145,7 @@ lintian --fail-on error "$CHANGES" >/dev/null 2>&1 || fail "lintian --fail-on er
 
 say ".deb contents"
 dpkg-deb -c "$DEB" | awk '{print $1, $6}' | sed 's|^\(\S*\) \./|\1 /|' | tee "$T/deb.contents"
-want() { grep -qxF "$1" "$T/deb.contents" || fail "the .deb lacks: $1"; }
+want() { grep -qxF -- "$1" "$T/deb.contents" || fail "the .deb lacks: $1"; }
 want "-rwxr-xr-x /usr/libexec/oci/hooks.d/ocisnap-hook"
 want "-rw-r--r-- /usr/share/containers/oci/hooks.d/ocisnap.json"
 want "-rw-r--r-- /usr/lib/tmpfiles.d/ocisnap.conf"
@@ -204,7 +206,8 @@ if command -v systemd-tmpfiles >/dev/null; then [ "$(stat -c %a /run/ocisnap)" =
 say "podman, default hooks directory: export -> restore round trip"
 cat > "$T/containers.conf" <<'CONF'
 [containers]
-default_ulimits = ["nofile=1024:1024"]
+# within this machine's hard limits (nofile 20000): podman's defaults are higher
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 events_logger = "file"
 cgroup_manager = "cgroupfs"
@@ -228,6 +231,8 @@ echo "$out" | sed 's/^/    /'
 [ "$out" = "$(printf 'written by container 1\nchanged\nold.txt stays deleted')" ] || fail "restore from the packaged hook"
 out=$("${PODMAN[@]}" run --rm --network=none localhost/ocisnap-package-test cat /etc/motd)
 [ "$out" = "from the image" ] || fail "a container without annotations was changed: $out"
+left=$(grep -lsF "$T/" /run/ocisnap/*.json 2>/dev/null || true)
+[ -z "$left" ] || fail "the hook left per-container state behind after poststop: $left"
 
 # ---------------------------------------------------------------- 6. remove / purge
 say "apt-get remove: the package's files go, the snapshot stays"
