@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
+	"log/slog"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -91,13 +91,8 @@ func stageOf(forced string, st *specs.State) (string, error) {
 }
 
 type hook struct {
-	cfg *Config
-	log interface {
-		Info(string, ...any)
-		Warn(string, ...any)
-		Error(string, ...any)
-		Debug(string, ...any)
-	}
+	cfg   *Config
+	log   *slog.Logger
 	state statefile.Dir
 }
 
@@ -185,4 +180,3 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 	return nil
 }
 
-func joinComma(ss []string) string { return strings.Join(ss, ", ") }
