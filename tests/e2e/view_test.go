@@ -33,6 +33,17 @@ var (
 	imageInitrd = strings.Repeat("I", 2048)
 )
 
+// annotation is a podman --annotation argument. Podman splits the flag's
+// value at commas like a CSV record, so a value with commas (several
+// view-binds) is quoted as one CSV field.
+func annotation(key, value string) string {
+	kv := key + "=" + value
+	if strings.ContainsAny(kv, ",\"") {
+		kv = `"` + strings.ReplaceAll(kv, `"`, `""`) + `"`
+	}
+	return kv
+}
+
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
@@ -151,7 +162,7 @@ func TestViewImagePodman(t *testing.T) {
 	id := p.run("run", "-d", "--network=none",
 		"--annotation", "io.ocisnap.restore="+snap,
 		"--annotation", "io.ocisnap.view=image",
-		"--annotation", "io.ocisnap.view-binds=boot/vmlinuz:/run/boot/vmlinuz,/boot/initrd.img:/run/boot/initrd.img,urunc.json:/run/urunc.json",
+		"--annotation", annotation("io.ocisnap.view-binds", "boot/vmlinuz:/run/boot/vmlinuz,/boot/initrd.img:/run/boot/initrd.img,urunc.json:/run/urunc.json"),
 		"--annotation", "io.ocisnap.view-mount=/mnt/image",
 		img, "sleep", "1000")
 	out := p.run("exec", id, "sh", "-c", "cat /boot/vmlinuz; echo; "+
@@ -303,15 +314,7 @@ func TestViewCRIOFlow(t *testing.T) {
 	}
 	b.spec.Process.Args = []string{"sh", "-c", "(" + viewCheck("/run/boot/vmlinuz", "/opt/image/urunc.json") + ") > /result 2>&1"}
 	b.writeSpec()
-	if out, err := b.runc("create", "--bundle", b.dir, b.id); err != nil {
-		t.Fatalf("runc create: %v\n%s", err, out)
-	}
-	if _, err := os.Stat(filepath.Join(defaultStateDir, "views", b.id)); err != nil {
-		t.Errorf("no view mountpoint after create: %v", err)
-	}
-	if out, err := b.runc("start", b.id); err != nil {
-		t.Fatalf("runc start: %v\n%s", err, out)
-	}
+	runcCreateStart(t, b)
 	waitStopped(t, b)
 	result, err := os.ReadFile(filepath.Join(b.upper, "result"))
 	must(t, err)
@@ -345,7 +348,7 @@ func TestViewRestoreExport(t *testing.T) {
 		"--annotation", "io.ocisnap.restore="+snap,
 		"--annotation", "io.ocisnap.export="+snap,
 		"--annotation", "io.ocisnap.view=image",
-		"--annotation", "io.ocisnap.view-binds=boot/vmlinuz:/run/vm/boot/vmlinuz,boot:/srv/boot",
+		"--annotation", annotation("io.ocisnap.view-binds", "boot/vmlinuz:/run/vm/boot/vmlinuz,boot:/srv/boot"),
 		"--annotation", "io.ocisnap.view-mount=/mnt/image",
 		img, "sleep", "1000")
 	out := p.run("exec", id, "sh", "-c", "echo changed > /data/new; "+viewCheck("/run/vm/boot/vmlinuz", "/srv/boot/vmlinuz"))
@@ -459,12 +462,7 @@ func TestViewGC(t *testing.T) {
 		b.spec.Hooks = viewHooks(stateDir, allow)
 		b.spec.Process.Args = []string{"sleep", "1000"}
 		b.writeSpec()
-		if out, err := b.runc("create", "--bundle", b.dir, b.id); err != nil {
-			t.Fatalf("runc create: %v\n%s", err, out)
-		}
-		if out, err := b.runc("start", b.id); err != nil {
-			t.Fatalf("runc start: %v\n%s", err, out)
-		}
+		runcCreateStart(t, b)
 		return b
 	}
 	dead, live := start(), start()
@@ -518,6 +516,25 @@ func TestViewGC(t *testing.T) {
 		t.Fatalf("runc delete: %v\n%s", err, out)
 	}
 	waitNoTraces(t, stateDir, live.id, image)
+}
+
+// runcCreate runs `runc create` and `runc start` with the output in a file:
+// the container's process inherits runc's stdout and stderr, so a pipe
+// would keep exec's Wait waiting for the container to exit.
+func runcCreateStart(t testing.TB, b *bundle) {
+	t.Helper()
+	f, err := os.CreateTemp(b.dir, "runc-out-")
+	must(t, err)
+	defer f.Close()
+	for _, args := range [][]string{{"create", "--bundle", b.dir, b.id}, {"start", b.id}} {
+		cmd := exec.Command("runc", args...)
+		cmd.Dir = b.dir
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Run(); err != nil {
+			out, _ := os.ReadFile(f.Name())
+			t.Fatalf("runc %s: %v\n%s", args[0], err, out)
+		}
+	}
 }
 
 func sameSet(a, b []string) bool {
