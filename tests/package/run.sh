@@ -35,7 +35,7 @@ skip() {
 [ "$(id -u)" = 0 ] || skip "needs root (installs a .deb system-wide)"
 command -v apt-get >/dev/null && command -v dpkg >/dev/null || skip "needs a Debian-based system (apt-get, dpkg)"
 hack/deps.sh package || fail "hack/deps.sh package could not install the packaging tools"
-for tool in go make git rpmbuild rpm2cpio cpio rpmlint dpkg-buildpackage dh lintian go-md2man podman runc busybox tar sha256sum; do
+for tool in go make git rpmbuild rpm2archive rpmlint dpkg-buildpackage dh lintian go-md2man podman runc busybox tar sha256sum; do
   command -v "$tool" >/dev/null || skip "missing tool: $tool"
 done
 
@@ -54,16 +54,7 @@ PODMAN=(podman --root "$T/storage" --runroot "$T/run" --storage-driver overlay -
         --cgroup-manager cgroupfs --events-backend file)   # and no --hooks-dir
 APT=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
 
-# files at the package's paths that no package owns (e.g. `make install PREFIX=/usr`)
-owned_paths=(/usr/libexec/oci/hooks.d/ocisnap-hook /usr/bin/ocisnap
-             /usr/share/containers/oci/hooks.d/ocisnap.json /usr/lib/tmpfiles.d/ocisnap.conf)
 mkdir -p "$T/backup"
-for p in "${owned_paths[@]}" /usr/share/man/man*/ocisnap*; do
-  if [ -e "$p" ] && ! dpkg -S "$p" >/dev/null 2>&1; then
-    echo "package-test: backing up unpackaged $p"
-    cp -a --parents "$p" "$T/backup/"
-  fi
-done
 had_varlib=false; [ -e /var/lib/ocisnap ] && had_varlib=true
 had_run=false; [ -e /run/ocisnap ] && had_run=true
 
@@ -92,6 +83,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# files at the package's paths that no package owns (e.g. `make install PREFIX=/usr`):
+# the package replaces them, purge deletes them, cleanup puts them back
+for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/bin/ocisnap /usr/share/containers/oci/hooks.d/ocisnap.json \
+         /usr/lib/tmpfiles.d/ocisnap.conf /usr/share/man/man*/ocisnap*; do
+  if [ -e "$p" ] && ! dpkg -S "$p" >/dev/null 2>&1; then
+    echo "package-test: backing up unpackaged $p"
+    mkdir -p "$T/backup$(dirname "$p")"
+    cp -a "$p" "$T/backup$p"
+  fi
+done
+
 has_cli=false; [ -n "$(git ls-files 'cmd/ocisnap/*.go')" ] && has_cli=true
 has_man=false; [ -n "$(make -s -n docs 2>/dev/null)" ] && has_man=true
 echo "package-test: ocisnap $VERSION, commit $COMMIT; CLI in the source: $has_cli; make docs: $has_man; work dir $T"
@@ -119,7 +121,7 @@ echo "$DEB"; echo "$RPM"; echo "$SRPM"
 say "reproducible binaries: the .deb's and the .rpm's (two cold builds) are identical"
 mkdir -p "$T/x/deb" "$T/x/rpm"
 dpkg-deb -x "$DEB" "$T/x/deb"
-(cd "$T/x/rpm" && rpm2cpio "$RPM" | cpio -idm --quiet)
+rpm2archive - < "$RPM" | tar -xzf - -C "$T/x/rpm"
 bins=(usr/libexec/oci/hooks.d/ocisnap-hook)
 $has_cli && bins+=(usr/bin/ocisnap)
 for b in "${bins[@]}"; do
