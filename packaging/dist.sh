@@ -102,7 +102,7 @@ spdx=$(echo "$licenses" | paste -sd' ' | sed 's/ / AND /g')
 # --- rpm spec ---
 chlog_date=$(LC_ALL=C date -u -d "@$epoch" '+%a %b %d %Y')
 with_cli=without; ls cmd/ocisnap/*.go >/dev/null 2>&1 || with_cli=with
-with_man=with; make -s -n docs 2>/dev/null | grep -v 'Nothing to be done' | grep -q . && with_man=without
+with_man=with; make -s -n -B docs 2>/dev/null | grep -v 'Nothing to be done' | grep -q . && with_man=without
 # %bcond_without X = built by default; %bcond_with X = not built by default
 awk -v ver="$version" -v rel="$rpm_release" -v lic="$spdx" -v prov="$stage/provides" -v date="$chlog_date" \
     -v commit="$commit" -v cli="%bcond_$with_cli cli" -v man="%bcond_$with_man man" '

@@ -95,7 +95,7 @@ for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/bin/ocisnap /usr/share/conta
 done
 
 has_cli=false; [ -n "$(git ls-files 'cmd/ocisnap/*.go')" ] && has_cli=true
-has_man=false; [ -n "$(make -s -n docs 2>/dev/null)" ] && has_man=true
+has_man=false; [ -n "$(make -s -n -B docs 2>/dev/null)" ] && has_man=true
 echo "package-test: ocisnap $VERSION, commit $COMMIT; CLI in the source: $has_cli; make docs: $has_man; work dir $T"
 
 # ---------------------------------------------------------------- 1. dist
