@@ -19,12 +19,12 @@ import (
 type GCReport struct {
 	// Removed are the containers that no longer exist whose views were
 	// released and whose state files were removed.
-	Removed []string
+	Removed []string `json:"removed"`
 	// Live are the containers whose process still runs: left alone.
-	Live []string
+	Live []string `json:"live"`
 	// Temps are the stale temporary snapshot files removed from the
 	// allowed directories.
-	Temps []string
+	Temps []string `json:"temps"`
 }
 
 // GC cleans up after containers whose poststop never ran (the runtime

@@ -1,10 +1,13 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
@@ -114,8 +117,25 @@ func (v *viewRequest) annotationValue() string {
 // has already rolled back; the state file goes too, unless the rollback
 // left something behind for `ocisnap gc`.
 func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRequest, rec *statefile.Record, stage string) error {
-	if rec.Pid <= 0 {
+	pid := rec.Pid
+	if stage == StageCreateContainer {
+		// The hook runs inside the container's namespaces: the binds are
+		// made right here, and the state's pid is the container's init as
+		// its own pid namespace numbers it (1). Record the host's pid of
+		// it (our parent) so that gc's liveness check sees the container.
+		pid = 0
+		if err := recordParent(rec); err != nil {
+			return fmt.Errorf("%s: %w", KeyView, err)
+		}
+	} else if pid <= 0 {
 		return fmt.Errorf("%s=%s: the runtime gave no container pid, whose mount namespace the binds go into", KeyView, v.annotationValue())
+	}
+	if v.kind != viewImage {
+		// Refuse a source outside the allowed directories before anything
+		// is recorded or mounted (view.Prepare checks again as it opens it).
+		if err := h.cfg.Policy.Check(v.source); err != nil {
+			return fmt.Errorf("%s=%s: %s: %w", KeyView, v.annotationValue(), v.kind, err)
+		}
 	}
 	binds := make([]view.Bind, 0, len(v.binds)+1)
 	for _, b := range v.binds {
@@ -138,7 +158,7 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 		Overlay: rec.Overlay,
 		Binds:   binds,
 		Rootfs:  c.Rootfs,
-		Pid:     rec.Pid,
+		Pid:     pid,
 	}
 	err := view.Prepare(ctx, req, &rec.Views[0], save)
 	if err == nil {
@@ -159,6 +179,31 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 		return fmt.Errorf("%s: %w", KeyViewMount, err)
 	}
 	return fmt.Errorf("%s=%s: %w", KeyView, v.annotationValue(), err)
+}
+
+// recordParent sets rec's pid to this process's parent as /proc shows it.
+// Before pivot_root (createContainer hooks) /proc is still the host's, so
+// that is the host's pid of the container's init, which runs the hook.
+func recordParent(rec *statefile.Record) error {
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return fmt.Errorf("find the container's process: %w", err)
+	}
+	// Fields after the last ')' (the command may hold anything): state, ppid.
+	i := bytes.LastIndexByte(data, ')')
+	f := bytes.Fields(data[i+1:])
+	if i < 0 || len(f) < 2 {
+		return fmt.Errorf("find the container's process: malformed /proc/self/stat")
+	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil || ppid <= 0 {
+		return fmt.Errorf("find the container's process: parent pid %q", f[1])
+	}
+	rec.Pid, rec.PidStart = ppid, 0
+	if start, err := statefile.ProcessStartTime(ppid); err == nil {
+		rec.PidStart = start
+	}
+	return nil
 }
 
 // viewLeft reports whether v records anything still to undo.
@@ -182,7 +227,7 @@ func viewLeft(v *statefile.View) bool {
 func (h *hook) releaseViews(ctx context.Context, rec *statefile.Record) error {
 	opts := view.ReleaseOptions{StubRoot: stubRoot(rec)}
 	if rec.Pid > 0 && rec.PidStart != 0 && statefile.Alive(rec.Pid, rec.PidStart) {
-		opts.Pid, opts.Rootfs = rec.Pid, rec.Rootfs
+		opts.Live, opts.Pid, opts.Rootfs = true, rec.Pid, rec.Rootfs
 	}
 	save := func() error { return h.state.Write(rec) }
 	var errs []error

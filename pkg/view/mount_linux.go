@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -61,7 +62,10 @@ func ensurePrivateDir(dir string) error {
 // mountImage mounts the container's image layers read-only on mp: a bind
 // of the one lower layer, or an overlay of the lower layers (and data-only
 // layers) with no upper.
-func mountImage(ov *statefile.Overlay, mp string) error {
+func mountImage(recorded *statefile.Overlay, mp string) error {
+	ov := *recorded
+	ov.Lowers = unmappedLayers(ov.Lowers)
+	ov.DataDirs = unmappedLayers(ov.DataDirs)
 	if len(ov.Lowers) == 1 && len(ov.DataDirs) == 0 {
 		lower, err := os.OpenFile(ov.Lowers[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -111,6 +115,31 @@ func mountImage(ov *statefile.Overlay, mp string) error {
 		}
 	}
 	return c.mount(mp)
+}
+
+// mappedLayerRE matches a lower layer of a containers/storage container
+// with an id mapping: <home>/<container layer>/mapped/<n>/l/<link>, a
+// temporary idmapped mount of the layer <home>/l/<link> that the
+// overlay keeps but that is detached once the rootfs is mounted.
+var mappedLayerRE = regexp.MustCompile(`^(/.*)/[^/]+/mapped/[0-9]+/l/([^/]+)$`)
+
+// unmappedLayers replaces each recorded layer that no longer exists and is
+// a containers/storage idmapped layer by the layer itself: the view shows
+// the same content (with the host's ownership, read-only).
+func unmappedLayers(dirs []string) []string {
+	out := make([]string, len(dirs))
+	for i, d := range dirs {
+		out[i] = d
+		if _, err := os.Stat(d); err == nil {
+			continue
+		}
+		if m := mappedLayerRE.FindStringSubmatch(d); m != nil {
+			if real, err := filepath.EvalSymlinks(filepath.Join(m[1], "l", m[2])); err == nil {
+				out[i] = real
+			}
+		}
+	}
+	return out
 }
 
 // escapeLowers joins layers for lowerdir=, escaping the separator.

@@ -24,7 +24,7 @@ func Prepare(ctx context.Context, req *Request, st *statefile.View, save func() 
 		if err == nil {
 			return
 		}
-		opts := ReleaseOptions{Pid: req.Pid, Rootfs: req.Rootfs, StubRoot: req.Rootfs}
+		opts := ReleaseOptions{Live: true, Pid: req.Pid, Rootfs: req.Rootfs, StubRoot: req.Rootfs}
 		if rerr := Release(context.WithoutCancel(ctx), st, opts, save); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("roll back: %w", rerr))
 		}
@@ -143,7 +143,7 @@ func bind(req *Request, i int, root *os.File, st *statefile.View, save func() er
 		sb.Stub = stub
 		return mountns.Outside(save)
 	}
-	err = mountns.Do(req.Pid, func() error {
+	err = inNamespace(req.Pid, func() error {
 		dst, err := openDst(req.Rootfs, dstRel(b.Dst), isDir, recordStub)
 		if err != nil {
 			return err

@@ -33,8 +33,8 @@ func Release(ctx context.Context, st *statefile.View, opts ReleaseOptions, save 
 		if !b.Mounted {
 			continue
 		}
-		if opts.Pid > 0 {
-			err := mountns.Do(opts.Pid, func() error { return unmountDst(opts.Rootfs, dstRel(b.Dst)) })
+		if opts.Live {
+			err := inNamespace(opts.Pid, func() error { return unmountDst(opts.Rootfs, dstRel(b.Dst)) })
 			if err != nil {
 				errs = append(errs, fmt.Errorf("unmount bind on %q: %w", b.Dst, err))
 				continue

@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ocisnap/ocisnap/pkg/mountns"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -94,7 +95,8 @@ type Request struct {
 	// sees it before pivot_root (the bundle's root.path).
 	Rootfs string
 	// Pid is the container's process: the binds are made in its mount
-	// namespace.
+	// namespace. 0 makes them in the caller's mount namespace (a
+	// createContainer hook runs inside the container's).
 	Pid int
 }
 
@@ -119,11 +121,13 @@ func (e *BindError) Unwrap() error { return e.Err }
 
 // ReleaseOptions say what is left of the container when a view is released.
 type ReleaseOptions struct {
-	// Pid, when not 0, is the container's process, still alive: the binds
-	// are unmounted in its mount namespace. 0 when the container is gone
-	// (its mount namespace, and the binds in it, went with it).
-	Pid int
-	// Rootfs is the container's rootfs as Pid's namespace sees it.
+	// Live says that the container's mount namespace still exists (its
+	// process runs): the binds are unmounted in it, in the namespace of
+	// Pid, or the caller's when Pid is 0. Without Live the binds went
+	// with the namespace.
+	Live bool
+	Pid  int
+	// Rootfs is the container's rootfs as that namespace sees it.
 	Rootfs string
 	// StubRoot is the directory the mountpoint stubs are removed from: the
 	// container's rootfs while it is mounted, else its overlay upper
@@ -150,7 +154,7 @@ func (r *Request) validate() error {
 	default:
 		return fmt.Errorf("unknown view kind %q", r.Kind)
 	}
-	if len(r.Binds) > 0 && (r.Pid <= 0 || r.Rootfs == "") {
+	if r.Pid < 0 || (len(r.Binds) > 0 && r.Rootfs == "") {
 		return errors.New("binds need the container's pid and rootfs")
 	}
 	for i, b := range r.Binds {
@@ -162,6 +166,15 @@ func (r *Request) validate() error {
 		}
 	}
 	return nil
+}
+
+// inNamespace runs fn in the mount namespace of pid, or directly when pid
+// is 0 (the caller is in the container's namespace).
+func inNamespace(pid int, fn func() error) error {
+	if pid == 0 {
+		return fn()
+	}
+	return mountns.Do(pid, fn)
 }
 
 // Mountpoint returns the host path a container's view is mounted on.

@@ -267,7 +267,8 @@ func viewHooks(stateDir, allow string) *specs.Hooks {
 
 // TestViewRuncPlain: hooks in config.json; an image view over two lower
 // layers; the bound kernel is the image's although the container's upper
-// has another one at the same path.
+// has another one at the same path. The view is made at createRuntime (in
+// the runtime's namespace) or at createContainer (inside the container's).
 func TestViewRuncPlain(t *testing.T) {
 	testutil.RequireRoot(t)
 	img := filepath.Join(t.TempDir(), "img")
@@ -275,25 +276,48 @@ func TestViewRuncPlain(t *testing.T) {
 	top := filepath.Join(t.TempDir(), "top")
 	must(t, os.MkdirAll(filepath.Join(top, "boot"), 0o755))
 	must(t, os.WriteFile(filepath.Join(top, "boot/initrd.img"), []byte("TOP"), 0o644))
-	stateDir := t.TempDir()
-	b := newBundle(t, top+":"+img)
-	t.Cleanup(func() { syscall.Unmount(filepath.Join(stateDir, "views"), syscall.MNT_DETACH) })
-	must(t, os.WriteFile(filepath.Join(b.rootfs, "boot/vmlinuz"), []byte("UPPER"), 0o644))
-	b.spec.Annotations["io.ocisnap.view"] = "image"
-	b.spec.Annotations["io.ocisnap.view-binds"] = "boot/vmlinuz:/run/boot/vmlinuz,boot/initrd.img:/run/boot/initrd.img"
-	b.spec.Hooks = viewHooks(stateDir, snapshotDir(t))
-	out, err := b.runToCompletion("sh", "-c", viewCheck("/run/boot/vmlinuz", "/run/boot/initrd.img")+"cat /boot/vmlinuz")
-	if err != nil {
-		t.Fatalf("runc run: %v\n%s", err, out)
+	for _, stage := range []string{"createRuntime", "createContainer"} {
+		t.Run(stage, func(t *testing.T) {
+			stateDir := t.TempDir()
+			b := newBundle(t, top+":"+img)
+			t.Cleanup(func() { syscall.Unmount(filepath.Join(stateDir, "views"), syscall.MNT_DETACH) })
+			must(t, os.WriteFile(filepath.Join(b.rootfs, "boot/vmlinuz"), []byte("UPPER"), 0o644))
+			b.spec.Annotations["io.ocisnap.view"] = "image"
+			b.spec.Annotations["io.ocisnap.view-binds"] = "boot/vmlinuz:/run/boot/vmlinuz,boot/initrd.img:/run/boot/initrd.img"
+			b.spec.Hooks = viewHooks(stateDir, snapshotDir(t))
+			if stage == "createContainer" {
+				h := b.spec.Hooks.CreateRuntime[0]
+				h.Args = append(h.Args, stage)
+				b.spec.Hooks.CreateRuntime = nil
+				b.spec.Hooks.CreateContainer = []specs.Hook{h}
+			}
+			out, err := b.runToCompletion("sh", "-c", viewCheck("/run/boot/vmlinuz", "/run/boot/initrd.img")+"cat /boot/vmlinuz")
+			if err != nil {
+				t.Fatalf("runc run: %v\n%s", err, out)
+			}
+			expectView(t, out, map[string]string{"/run/boot/vmlinuz": imageKernel, "/run/boot/initrd.img": "TOP"})
+			if !strings.HasSuffix(out, "UPPER") {
+				t.Errorf("container's own /boot/vmlinuz changed:\n%s", out)
+			}
+			waitNoTraces(t, stateDir, b.id)
+			if _, err := os.Lstat(filepath.Join(b.upper, "run/boot")); err == nil {
+				t.Errorf("stub left in the upper")
+			}
+		})
 	}
-	expectView(t, out, map[string]string{"/run/boot/vmlinuz": imageKernel, "/run/boot/initrd.img": "TOP"})
-	if !strings.HasSuffix(out, "UPPER") {
-		t.Errorf("container's own /boot/vmlinuz changed:\n%s", out)
-	}
-	waitNoTraces(t, stateDir, b.id)
-	if _, err := os.Lstat(filepath.Join(b.upper, "run/boot")); err == nil {
-		t.Errorf("stub left in the upper")
-	}
+}
+
+// TestViewPodmanUserns: a container with an id mapping (containers/storage
+// mounts idmapped copies of the layers, gone once the rootfs is mounted)
+// still gets the image's view.
+func TestViewPodmanUserns(t *testing.T) {
+	p := newPodman(t, hooksDir)
+	img := p.testImage()
+	out := p.run("run", "--rm", "--network=none", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+		"--annotation", "io.ocisnap.view=image",
+		"--annotation", "io.ocisnap.view-binds=boot/vmlinuz:/run/boot/vmlinuz",
+		img, "sh", "-c", viewCheck("/run/boot/vmlinuz"))
+	expectView(t, out, map[string]string{"/run/boot/vmlinuz": imageKernel})
 }
 
 // TestViewCRIOFlow: hooks from the installed hooks.d (as CRI-O loads them),
