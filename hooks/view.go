@@ -163,7 +163,7 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 	err := view.Prepare(ctx, req, &rec.Views[0], save)
 	if err == nil {
 		h.log.Info("view prepared", "view", v.annotationValue(), "mountpoint", rec.Views[0].Mountpoint,
-			"loop", rec.Views[0].LoopDevice, "binds", len(binds), "stage", stage)
+			"loop", rec.Views[0].LoopDevice, "binds", len(binds))
 		return nil
 	}
 	if viewLeft(&rec.Views[0]) {
