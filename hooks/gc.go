@@ -22,6 +22,9 @@ type GCReport struct {
 	Removed []string `json:"removed"`
 	// Live are the containers whose process still runs: left alone.
 	Live []string `json:"live"`
+	// Kept are stopped containers the runtime has not deleted yet whose
+	// views were released and whose state is kept for their export.
+	Kept []string `json:"kept,omitempty"`
 	// Temps are the stale temporary snapshot files removed from the
 	// allowed directories.
 	Temps []string `json:"temps"`
@@ -38,10 +41,11 @@ type GCReport struct {
 // A container is alive when its recorded pid runs and started at the
 // recorded time (statefile.Alive), so that a reused pid does not keep a
 // dead container's view, nor a live container's view get released. A
-// record without a start time is kept while its pid exists. Note that a
-// container whose process exited but that its runtime has not deleted yet
-// (runc create/start without delete) counts as gone: its poststop, when it
-// comes, finds no state and has nothing left to release.
+// record without a start time is kept while its pid exists. A container
+// whose process exited but that its runtime still knows (runc or crun
+// state under RuntimeRoots: stopped, not yet deleted) has its views
+// released, but when it asked for an export its state file is kept (without
+// the views) for the poststop still to come: nothing is lost.
 //
 // Errors do not stop GC: a container whose release fails keeps its state
 // file for the next run, and all errors are returned joined.
@@ -67,6 +71,16 @@ func GC(ctx context.Context, cfg Config) (GCReport, error) {
 				errs = append(errs, fmt.Errorf("container %s: %s: release: %w", rec.ID, KeyView, err))
 				continue
 			}
+		}
+		if rec.Export != nil && knownToRuntime(rec.ID) {
+			rec.Views = nil
+			if err := sd.Write(rec); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			log.Info("released the views of a stopped container; its state is kept for the export at its poststop")
+			rep.Kept = append(rep.Kept, rec.ID)
+			continue
 		}
 		if err := sd.Remove(rec.ID); err != nil {
 			errs = append(errs, err)
@@ -95,6 +109,26 @@ func alive(rec *statefile.Record) bool {
 	}
 	err := syscall.Kill(rec.Pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// RuntimeRoots are where runc and crun keep the state of containers they
+// have not deleted yet (their --root defaults, rootful and rootless).
+func RuntimeRoots() []string {
+	roots := []string{"/run/runc", "/run/crun"}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		roots = append(roots, filepath.Join(d, "runc"), filepath.Join(d, "crun"))
+	}
+	return roots
+}
+
+// knownToRuntime reports whether runc or crun still has a container id.
+func knownToRuntime(id string) bool {
+	for _, root := range RuntimeRoots() {
+		if _, err := os.Lstat(filepath.Join(root, id)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // maxTempDepth bounds how deep below an allowed directory GC looks for
