@@ -246,6 +246,15 @@ func (r *Reader) convert(hdr *tar.Header) (*Entry, error) {
 	// "Whiteouts").
 	dir, base := path.Split(p)
 	dir = strings.TrimSuffix(dir, "/")
+	if isSparse(hdr) && (strings.HasPrefix(base, WhiteoutPrefix) || strings.HasPrefix(p, WhiteoutPrefix+WhiteoutPrefix)) {
+		// The content of whiteouts, opaque markers and AUFS metadata is
+		// never handed out: Next discards it through the tar reader,
+		// which expands a sparse file's holes. One claiming an exabyte of
+		// holes would keep Next busy forever, beyond any limit of the
+		// caller's (AUFS metadata never even reaches it). No tool writes
+		// such entries.
+		return nil, fmt.Errorf("entry %q: %w: sparse whiteout or AUFS metadata", hdr.Name, ErrUnsupportedEntry)
+	}
 	if base != WhiteoutOpaque && (strings.HasPrefix(base, WhiteoutPrefix+WhiteoutPrefix) ||
 		strings.HasPrefix(p, WhiteoutPrefix+WhiteoutPrefix)) {
 		// Other AUFS metadata (.wh..wh.plnk/ and friends), which
@@ -387,4 +396,18 @@ func (c *readCounter) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// isSparse reports whether hdr is a GNU sparse file, old style (type 'S')
+// or in PAX records (GNU.sparse.*), whose holes the tar reader expands.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
