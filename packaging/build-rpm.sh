@@ -27,6 +27,12 @@ args=(--define "_topdir $top"
       --define "clamp_mtime_to_source_date_epoch 1")
 [ "${PACKAGE_CHECK:-0}" = 1 ] || args+=(--nocheck)
 if command -v dpkg >/dev/null && ! rpm -q rpm >/dev/null 2>&1; then args+=(--nodeps); fi
+# brp-compress (man pages) is a bash script that says #!/bin/sh: where /bin/sh
+# is dash (Debian) it fails quietly and leaves the man pages uncompressed
+case $(readlink -f /bin/sh) in
+  */bash) ;;
+  *) args+=(--define "__brp_compress /bin/bash %{_rpmconfigdir}/brp-compress %{?_prefix}") ;;
+esac
 
 rpmbuild -ba "${args[@]}" "$top/SPECS/ocisnap.spec"
 [ -n "${KEEP_BUILD:-}" ] || rm -rf "$top"/BUILD "$top"/BUILDROOT
