@@ -1,0 +1,36 @@
+# Benchmark of restore/export against GNU tar, bsdtar and containers/storage.
+# Included from the top-level Makefile (-include tests/bench/bench.mk).
+#
+#   make bench        full run (~40 min as root): tests/bench/results.md, results.json, scaling.png
+#   make bench-quick  CI check (<1 min as root): scaled-down workloads, fails if ocisnap is
+#                     slower than BENCH_QUICK_MAX_RATIO × GNU tar or over 64 MiB peak RSS
+#
+# Both need root (loop devices, overlay mounts); without root they skip, except under CI=true.
+
+GO              ?= go
+BENCH_DIR       := tests/bench
+BENCH_BIN       := $(BENCH_DIR)/bin
+BENCH_WORKDIR   ?= /var/tmp/ocisnap-bench
+BENCH_RUNS      ?= 5
+BENCH_FLAGS     ?=
+BENCH_QUICK_MAX_RATIO ?= 1.0
+BENCH_COMMIT    = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- pkg 2>/dev/null || echo -dirty)
+
+.PHONY: bench bench-quick bench-deps bench-tools
+
+bench-deps:
+	$(BENCH_DIR)/deps.sh
+
+bench-tools:
+	cd $(BENCH_DIR) && CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+
+bench: bench-deps build bench-tools
+	$(BENCH_BIN)/ocisnap-bench -runs $(BENCH_RUNS) -workdir $(BENCH_WORKDIR) \
+		-hook bin/ocisnap-hook -commit "$(BENCH_COMMIT)" -notes $(BENCH_DIR)/notes.md \
+		-out $(BENCH_DIR)/results.md -json $(BENCH_DIR)/results.json $(BENCH_FLAGS)
+	$(BENCH_BIN)/benchplot -in $(BENCH_DIR)/results.json -out $(BENCH_DIR)/scaling.png
+
+bench-quick:
+	cd $(BENCH_DIR) && CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/ocisnap-bench ./cmd/snapdrv
+	$(BENCH_BIN)/ocisnap-bench -quick -workdir $(BENCH_WORKDIR)-quick \
+		-max-ratio $(BENCH_QUICK_MAX_RATIO) -commit "$(BENCH_COMMIT)" $(BENCH_FLAGS)

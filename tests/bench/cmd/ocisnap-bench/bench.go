@@ -1,0 +1,437 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// wenv is a prepared workload on its own loop filesystem.
+type wenv struct {
+	w                    *workload
+	fs                   *loopFS
+	image, srcUpper      string
+	snapOverlay, snapOCI string
+	tree                 string // the snapshot applied to an empty dir, for cp -a
+	want                 string // digest of the container's merged view
+}
+
+func (b *bench) prepare(w *workload, needTree bool) (*wenv, error) {
+	start := time.Now()
+	lfs, err := newLoopFS(b.workdir, "ocisnap-bench-"+w.name, w.fsSize)
+	if err != nil {
+		return nil, err
+	}
+	e := &wenv{w: w, fs: lfs, image: filepath.Join(lfs.dir, "image")}
+	fail := func(err error) (*wenv, error) { lfs.Close(); return nil, fmt.Errorf("prepare %s: %w", w.name, err) }
+	if err := mkdirs(e.image); err != nil {
+		return fail(err)
+	}
+	g := newGen(b.seed, w.name)
+	if err := w.image(g, e.image); err != nil {
+		return fail(fmt.Errorf("image: %w", err))
+	}
+	src, err := mountOverlay(filepath.Join(lfs.dir, "src"), e.image)
+	if err != nil {
+		return fail(err)
+	}
+	if err := w.changes(g, src.merged); err != nil {
+		src.unmount()
+		return fail(fmt.Errorf("changes: %w", err))
+	}
+	if e.want, err = digestTree(src.merged); err != nil {
+		src.unmount()
+		return fail(err)
+	}
+	src.unmount()
+	e.srcUpper = src.upper
+	e.snapOverlay = filepath.Join(lfs.dir, "snap-overlay.tar")
+	e.snapOCI = filepath.Join(lfs.dir, "snap-oci.tar")
+	for _, s := range []struct{ format, path string }{{"overlay", e.snapOverlay}, {"oci", e.snapOCI}} {
+		if _, err := measure([]string{b.snapdrv, "export", "-format", s.format, "-lower", e.image, e.srcUpper, s.path}, lfs.dir, ""); err != nil {
+			return fail(err)
+		}
+	}
+	if w.entries, w.bytes, err = countTar(e.snapOverlay); err != nil {
+		return fail(err)
+	}
+	if w.upper, err = duBytes(e.srcUpper); err != nil {
+		return fail(err)
+	}
+	if needTree {
+		e.tree = filepath.Join(lfs.dir, "tree")
+		if err := mkdirs(e.tree); err != nil {
+			return fail(err)
+		}
+		if _, err := measure([]string{b.snapdrv, "apply", e.tree, e.snapOverlay}, lfs.dir, ""); err != nil {
+			return fail(err)
+		}
+	}
+	unix.Sync()
+	b.logf("%s: prepared in %s: %d entries, %d MiB content, snapshot %d MiB", w.name,
+		time.Since(start).Round(time.Millisecond), w.entries, w.bytes>>20, fileSize(e.snapOverlay)>>20)
+	return e, nil
+}
+
+func (e *wenv) Close() { e.fs.Close() }
+
+func fileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func countTar(p string) (entries, bytes int64, err error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return entries, bytes, nil
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", p, err)
+		}
+		entries++
+		if h.Typeflag == tar.TypeReg {
+			bytes += h.Size
+		}
+	}
+}
+
+func duBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// digestTree describes a tree (type, mode, owner, size, mtime, content
+// CRC, symlink target, user.* xattrs are not compared) to check that a
+// restore gives what the container saw.
+func digestTree(root string) (string, error) {
+	var sb strings.Builder
+	buf := make([]byte, 1<<20)
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		fmt.Fprintf(&sb, "%s %o %d:%d", rel, st.Mode, st.Uid, st.Gid)
+		if rel != "." {
+			fmt.Fprintf(&sb, " %d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			h := crc32.New(tab)
+			_, err = io.CopyBuffer(h, f, buf)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&sb, " %d %08x", st.Size, h.Sum32())
+		case unix.S_IFLNK:
+			t, _ := os.Readlink(p)
+			fmt.Fprintf(&sb, " -> %s", t)
+		}
+		sb.WriteByte('\n')
+		return nil
+	})
+	return sb.String(), err
+}
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(al) && i < len(bl); i++ {
+		if al[i] != bl[i] {
+			return fmt.Sprintf("line %d: got %q, want %q", i, al[i], bl[i])
+		}
+	}
+	return fmt.Sprintf("got %d lines, want %d", len(al), len(bl))
+}
+
+// A tool is one way of restoring or exporting; its argv gets the target
+// (the merged rootfs for a restore, the output file for an export).
+type tool struct {
+	key, name string
+	floor     bool
+	verify    bool // restore: compare the result with the container's view
+	argv      func(e *wenv, target string) []string
+}
+
+func (b *bench) restoreTools(keys []string) []tool {
+	all := []tool{
+		{key: "ocisnap", name: "ocisnap", verify: true, argv: func(e *wenv, m string) []string {
+			return []string{b.snapdrv, "apply", m, e.snapOverlay}
+		}},
+		{key: "ocisnap-oci", name: "ocisnap (oci format)", verify: true, argv: func(e *wenv, m string) []string {
+			return []string{b.snapdrv, "apply", m, e.snapOCI}
+		}},
+		{key: "gnutar", name: "GNU tar", argv: func(e *wenv, m string) []string {
+			return []string{"tar", "--xattrs", "-xpf", e.snapOCI, "-C", m}
+		}},
+		{key: "bsdtar", name: "bsdtar", argv: func(e *wenv, m string) []string {
+			return []string{"bsdtar", "--xattrs", "-xpf", e.snapOCI, "-C", m}
+		}},
+		{key: "cstorage", name: "containers/storage", argv: func(e *wenv, m string) []string {
+			return []string{b.csdrv, "apply", m, e.snapOCI}
+		}},
+		{key: "cat", name: "floor: cat >/dev/null", floor: true, argv: func(e *wenv, m string) []string {
+			return []string{"cat", e.snapOverlay}
+		}},
+		{key: "cp", name: "floor: cp -a", floor: true, argv: func(e *wenv, m string) []string {
+			return []string{"cp", "-a", e.tree + "/.", m + "/"}
+		}},
+	}
+	return pick(all, keys)
+}
+
+func (b *bench) exportTools(keys []string) []tool {
+	all := []tool{
+		{key: "ocisnap", name: "ocisnap", argv: func(e *wenv, out string) []string {
+			return []string{b.snapdrv, "export", "-lower", e.image, e.srcUpper, out}
+		}},
+		{key: "gnutar", name: "GNU tar", argv: func(e *wenv, out string) []string {
+			return []string{"tar", "--xattrs", "-cf", out, "-C", e.srcUpper, "."}
+		}},
+		{key: "bsdtar", name: "bsdtar", argv: func(e *wenv, out string) []string {
+			return []string{"bsdtar", "--xattrs", "-cf", out, "-C", e.srcUpper, "."}
+		}},
+		{key: "cstorage", name: "containers/storage", argv: func(e *wenv, out string) []string {
+			return []string{b.csdrv, "export", "-lower", e.image, e.srcUpper, out}
+		}},
+		{key: "cat", name: "floor: cat >/dev/null", floor: true, argv: func(e *wenv, out string) []string {
+			return []string{"sh", "-c", `find "$1" -type f -print0 | xargs -0 cat`, "sh", e.srcUpper}
+		}},
+		{key: "cp", name: "floor: cp -a", floor: true, argv: func(e *wenv, out string) []string {
+			return []string{"cp", "-a", e.srcUpper, out + ".d"}
+		}},
+	}
+	return pick(all, keys)
+}
+
+func pick(all []tool, keys []string) []tool {
+	var out []tool
+	for _, k := range keys {
+		for _, t := range all {
+			if t.key == k {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// restore times each tool applying the snapshot onto a freshly mounted
+// overlay over the image, runs+1 rounds with the tools interleaved and
+// rotated; the first round warms the caches and is not counted.
+func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
+	samples := make(map[string][]sample)
+	base := filepath.Join(e.fs.dir, "r")
+	for r := 0; r <= b.runs; r++ {
+		for i := range tools {
+			t := tools[(i+r)%len(tools)]
+			o, err := mountOverlay(base, e.image)
+			if err != nil {
+				return nil, err
+			}
+			unix.Sync()
+			s, err := measure(t.argv(e, o.merged), e.fs.dir, "")
+			if err == nil && r == 0 && t.verify {
+				var got string
+				if got, err = digestTree(o.merged); err == nil && got != e.want {
+					err = fmt.Errorf("%s restore of %s differs from the container's view: %s", t.name, e.w.name, firstDiff(got, e.want))
+				}
+			}
+			if rerr := o.remove(); err == nil {
+				err = rerr
+			}
+			if err != nil {
+				return nil, err
+			}
+			if r > 0 {
+				samples[t.key] = append(samples[t.key], s)
+			}
+		}
+		b.progress("restore", e.w.name, r, samples)
+	}
+	return summarizeAll(samples), nil
+}
+
+// export times each tool writing the snapshot of the upper to a file on
+// the same filesystem, interleaved like restore.
+func (b *bench) export(e *wenv, tools []tool) (map[string]stats, error) {
+	samples := make(map[string][]sample)
+	out := filepath.Join(e.fs.dir, "out.tar")
+	for r := 0; r <= b.runs; r++ {
+		for i := range tools {
+			t := tools[(i+r)%len(tools)]
+			unix.Sync()
+			s, err := measure(t.argv(e, out), e.fs.dir, "")
+			if err == nil && r == 0 && t.key == "ocisnap" && fileSize(out) != fileSize(e.snapOverlay) {
+				err = fmt.Errorf("ocisnap export of %s: %d bytes, want %d", e.w.name, fileSize(out), fileSize(e.snapOverlay))
+			}
+			os.Remove(out)
+			if rerr := removeAll(out + ".d"); err == nil {
+				err = rerr
+			}
+			if err != nil {
+				return nil, err
+			}
+			if r > 0 {
+				samples[t.key] = append(samples[t.key], s)
+			}
+		}
+		b.progress("export", e.w.name, r, samples)
+	}
+	return summarizeAll(samples), nil
+}
+
+func summarizeAll(m map[string][]sample) map[string]stats {
+	out := make(map[string]stats, len(m))
+	for k, ss := range m {
+		out[k] = summarize(ss)
+	}
+	return out
+}
+
+func (b *bench) progress(op, w string, r int, samples map[string][]sample) {
+	if r == 0 {
+		b.logf("%s %s: warm-up round done", op, w)
+		return
+	}
+	var parts []string
+	keys := make([]string, 0, len(samples))
+	for k := range samples {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ss := samples[k]
+		parts = append(parts, fmt.Sprintf("%s %.3fs", k, ss[len(ss)-1].Wall.Seconds()))
+	}
+	b.logf("%s %s: round %d/%d: %s", op, w, r, b.runs, strings.Join(parts, ", "))
+}
+
+// syscallCount is strace -c's summary of one run.
+type syscallCount struct {
+	Calls int64
+	Top   []string // "openat 20012"
+}
+
+// strace counts the system calls of one restore and one export by ocisnap
+// and GNU tar (untimed; strace slows them down).
+func (b *bench) strace(e *wenv) (map[string]syscallCount, error) {
+	out := make(map[string]syscallCount)
+	file := filepath.Join(e.fs.dir, "strace.txt")
+	defer os.Remove(file)
+	run := func(key string, argv []string) error {
+		if _, err := measure(append([]string{"strace", "-f", "-c", "-o", file, "--"}, argv...), e.fs.dir, ""); err != nil {
+			return err
+		}
+		sc, err := parseStrace(file)
+		if err != nil {
+			return err
+		}
+		out[key] = sc
+		return nil
+	}
+	for _, t := range b.restoreTools([]string{"ocisnap", "gnutar"}) {
+		o, err := mountOverlay(filepath.Join(e.fs.dir, "r"), e.image)
+		if err != nil {
+			return nil, err
+		}
+		err = run("restore/"+t.key, t.argv(e, o.merged))
+		if rerr := o.remove(); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range b.exportTools([]string{"ocisnap", "gnutar"}) {
+		outTar := filepath.Join(e.fs.dir, "out.tar")
+		err := run("export/"+t.key, t.argv(e, outTar))
+		os.Remove(outTar)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func parseStrace(file string) (syscallCount, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return syscallCount{}, err
+	}
+	var sc syscallCount
+	type row struct {
+		name  string
+		calls int64
+	}
+	var rows []row
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || strings.HasPrefix(line, "%") || strings.HasPrefix(line, "-") {
+			continue
+		}
+		// % time, seconds, usecs/call, calls, [errors], syscall|total
+		calls, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			continue
+		}
+		name := f[len(f)-1]
+		if name == "total" {
+			sc.Calls = calls
+			continue
+		}
+		rows = append(rows, row{name, calls})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].calls > rows[j].calls })
+	for i := 0; i < len(rows) && i < 8; i++ {
+		sc.Top = append(sc.Top, fmt.Sprintf("%s %d", rows[i].name, rows[i].calls))
+	}
+	if sc.Calls == 0 {
+		return sc, fmt.Errorf("%s: no strace summary", file)
+	}
+	return sc, nil
+}
