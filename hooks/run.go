@@ -179,4 +179,3 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 	}
 	return nil
 }
-

@@ -116,18 +116,18 @@ func buildImageRoot(t testing.TB, r string) {
 		must(t, os.Symlink("busybox", filepath.Join(r, "bin", c)))
 	}
 	files := map[string]string{
-		"etc/app/app.conf":    "image-conf\n",
-		"etc/app/keep.conf":   "keep\n",
-		"etc/passwd":          "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":           "root:x:0:\n",
-		"data/old/f1":         "old1\n",
-		"data/old/f2":         "old2\n",
-		"data/old/sub/f3":     "old3\n",
-		"README":              "image-readme\n",
-		"urunc.json":          `{"cmdline":"console=ttyS0"}` + "\n",
-		"boot/vmlinuz":        strings.Repeat("K", 4096),
-		"boot/initrd.img":     strings.Repeat("I", 2048),
-		"var/log/image.log":   "log\n",
+		"etc/app/app.conf":  "image-conf\n",
+		"etc/app/keep.conf": "keep\n",
+		"etc/passwd":        "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":         "root:x:0:\n",
+		"data/old/f1":       "old1\n",
+		"data/old/f2":       "old2\n",
+		"data/old/sub/f3":   "old3\n",
+		"README":            "image-readme\n",
+		"urunc.json":        `{"cmdline":"console=ttyS0"}` + "\n",
+		"boot/vmlinuz":      strings.Repeat("K", 4096),
+		"boot/initrd.img":   strings.Repeat("I", 2048),
+		"var/log/image.log": "log\n",
 	}
 	for name, content := range files {
 		must(t, os.WriteFile(filepath.Join(r, name), []byte(content), 0o644))

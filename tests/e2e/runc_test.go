@@ -21,11 +21,11 @@ import (
 // bundle is a runc bundle whose rootfs is an overlay the test mounts itself
 // (the image root as the lower), as CRI-O and Podman do with containers/storage.
 type bundle struct {
-	t                          testing.TB
-	dir, lower, upper, rootfs  string
-	id                         string
-	spec                       *specs.Spec
-	mounted                    bool
+	t                         testing.TB
+	dir, lower, upper, rootfs string
+	id                        string
+	spec                      *specs.Spec
+	mounted                   bool
 }
 
 var bundleSeq int
