@@ -17,7 +17,6 @@ mkdir -p "$top"/{BUILD,RPMS,SRPMS,SOURCES,SPECS}
 name=$(basename "$tarball" .tar.gz)
 cp "$tarball" "$top/SOURCES/"
 tar -xzOf "$tarball" "$name/packaging/rpm/ocisnap.spec" > "$top/SPECS/ocisnap.spec"
-tar -xzOf "$tarball" "$name/packaging/rpm/ocisnap.rpmlintrc" > "$top/SOURCES/ocisnap.rpmlintrc"
 SOURCE_DATE_EPOCH=$(tar -xzOf "$tarball" "$name/packaging/dist.env" | sed -n 's/^SOURCE_DATE_EPOCH=//p')
 export SOURCE_DATE_EPOCH
 
