@@ -7,7 +7,8 @@
 
 DIST_DIR     ?= dist
 DIST_REF     ?= HEAD
-DIST_TARBALL  = $(DIST_DIR)/ocisnap-$(VERSION).tar.gz
+DIST_VERSION  = $(strip $(shell git show '$(DIST_REF):VERSION' 2>/dev/null || cat VERSION))
+DIST_TARBALL  = $(DIST_DIR)/ocisnap-$(DIST_VERSION).tar.gz
 
 .PHONY: dist rpm deb package-test
 

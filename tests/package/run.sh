@@ -45,8 +45,10 @@ case $status in
   *) fail "an ocisnap package is already on this machine ($status); the test will not replace it: apt-get purge ocisnap" ;;
 esac
 
-VERSION=$(cat VERSION)
-COMMIT=$(git rev-parse --short=12 HEAD)
+# one commit for every build: others may commit while this runs
+REF=$(git rev-parse HEAD)
+VERSION=$(git show "$REF:VERSION" | tr -d '[:space:]')
+COMMIT=$(git rev-parse --short=12 "$REF")
 T=$(mktemp -d /var/tmp/ocisnap-package-test.XXXXXX)
 chmod 0755 "$T"   # apt reads the .deb as _apt
 SNAP=/var/lib/ocisnap/package-test-$(basename "$T").tar
@@ -94,14 +96,14 @@ for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/bin/ocisnap /usr/share/conta
   fi
 done
 
-has_cli=false; [ -n "$(git ls-files 'cmd/ocisnap/*.go')" ] && has_cli=true
+has_cli=false; git ls-tree -r --name-only "$REF" cmd/ocisnap | grep -q '\.go$' && has_cli=true
 has_man=false; [ -n "$(make -s -n -B docs 2>/dev/null)" ] && has_man=true
 echo "package-test: ocisnap $VERSION, commit $COMMIT; CLI in the source: $has_cli; make docs: $has_man; work dir $T"
 
 # ---------------------------------------------------------------- 1. dist
 say "make dist (twice: reproducible tarball)"
-make -s dist DIST_DIR="$T/dist"
-make -s dist DIST_DIR="$T/dist2" >/dev/null
+make -s dist DIST_REF="$REF" DIST_DIR="$T/dist"
+make -s dist DIST_REF="$REF" DIST_DIR="$T/dist2" >/dev/null
 TARBALL=$T/dist/ocisnap-$VERSION.tar.gz
 cmp "$TARBALL" "$T/dist2/ocisnap-$VERSION.tar.gz" || fail "make dist is not reproducible"
 tar -tzf "$TARBALL" | grep -q "^ocisnap-$VERSION/vendor/modules.txt$" || fail "the tarball has no vendor/"
@@ -109,9 +111,9 @@ sha256sum "$TARBALL"
 
 # ---------------------------------------------------------------- 2. build
 say "make deb"
-make -s deb DIST_DIR="$T/dist" > "$T/deb.log" 2>&1 || { tail -50 "$T/deb.log"; fail "make deb"; }
+make -s deb DIST_REF="$REF" DIST_DIR="$T/dist" > "$T/deb.log" 2>&1 || { tail -50 "$T/deb.log"; fail "make deb"; }
 say "make rpm"
-make -s rpm DIST_DIR="$T/dist" > "$T/rpm.log" 2>&1 || { tail -50 "$T/rpm.log"; fail "make rpm"; }
+make -s rpm DIST_REF="$REF" DIST_DIR="$T/dist" > "$T/rpm.log" 2>&1 || { tail -50 "$T/rpm.log"; fail "make rpm"; }
 DEB=$(ls "$T"/dist/deb/ocisnap_"$VERSION"-*_*.deb)
 CHANGES=$(ls "$T"/dist/deb/ocisnap_"$VERSION"-*_*.changes)
 RPM=$(ls "$T"/dist/rpm/RPMS/*/ocisnap-"$VERSION"-*.rpm)
