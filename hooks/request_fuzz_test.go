@@ -1,10 +1,12 @@
 package hooks
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/location"
 )
 
@@ -24,7 +26,7 @@ func fuzzAnnotations(text string) map[string]string {
 // restore source or export destination the policy then accepts is a path
 // strictly inside the allowed directory.
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{
+	for i, s := range []string{
 		KeyRestore + "=/var/lib/ocisnap/a.tar",
 		KeyRestore + "=/var/lib/ocisnap/../../etc/shadow",
 		KeyRestore + "=/var/lib/ocisnap",
@@ -45,8 +47,8 @@ func FuzzParseRequest(f *testing.F) {
 		KeyView + "=image\n" + KeyViewBinds + "=a:b:/c,,:/",
 		KeyViewBinds + "=a:/b",
 	} {
-		f.Add(s, false)
-		f.Add(s, true)
+		testutil.AddSeed(f, fmt.Sprintf("%02d", i), s, false)
+		testutil.AddSeed(f, fmt.Sprintf("%02d-gvisor", i), s, true)
 	}
 	f.Fuzz(func(t *testing.T, text string, gvisor bool) {
 		ann := fuzzAnnotations(text)
@@ -131,9 +133,9 @@ func checkBinds(t *testing.T, binds []viewBind) {
 // panics; it accepts one bind per comma-separated item, each with a
 // non-empty source and a clean absolute destination other than "/".
 func FuzzParseBinds(f *testing.F) {
-	for _, s := range []string{"boot/vmlinuz:/run/k", "a:/b,c:/d", "/:/mnt/all", "a:/", "a:b", ":/b", "a:",
+	for i, s := range []string{"boot/vmlinuz:/run/k", "a:/b,c:/d", "/:/mnt/all", "a:/", "a:b", ":/b", "a:",
 		"a:/b/../..", "a:/b/../../etc", "a:b:/c", ",", "a:/b,", "../../etc/shadow:/x", "a:/\x00"} {
-		f.Add(s)
+		testutil.AddSeed(f, fmt.Sprintf("%02d", i), s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		binds, err := ParseBinds(s)

@@ -1,12 +1,15 @@
 package ocistate
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // FuzzReadState: the state on a hook's stdin is written by the runtime,
@@ -20,9 +23,9 @@ func FuzzReadState(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		testutil.AddSeed(f, strings.TrimSuffix(name, ".json"), b)
 	}
-	for _, s := range []string{
+	for i, s := range []string{
 		`{"id":"../../etc","bundle":"/b","pid":1}`,
 		`{"id":"a/b","bundle":"/b"}`,
 		`{"id":".hidden","bundle":"/b"}`,
@@ -35,7 +38,7 @@ func FuzzReadState(f *testing.F) {
 		`{"id":"a","bundle":"/b"}{"id":"b","bundle":"/c"}`,
 		`{"id":"a","bundle":"/b"`,
 	} {
-		f.Add([]byte(s))
+		testutil.AddSeed(f, fmt.Sprintf("hostile-%02d", i), []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ReadState(strings.NewReader(string(data)))
@@ -59,11 +62,11 @@ func FuzzReadState(f *testing.F) {
 // path, and a per-container annotation key is only used for the
 // container's own name.
 func FuzzLoad(f *testing.F) {
-	f.Add(`{"root":{"path":"rootfs"},"annotations":{"io.kubernetes.container.name":"app","io.ocisnap.export.app":"/a","io.ocisnap.export":"/b"}}`, "creating")
-	f.Add(`{"root":{"path":"/abs/../rootfs/"},"mounts":[{"destination":"etc/hosts"},{"destination":""},{"destination":"/../../x"}]}`, "stopped")
-	f.Add(`{"root":{"path":"../../.."},"linux":{"uidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}`, "created")
-	f.Add(`{"annotations":{"io.kubernetes.cri.container-name":"a.b","io.ocisnap.export.a.b":"/x"}}`, "creating")
-	f.Add(`not json`, "creating")
+	testutil.AddSeed(f, "per-container", `{"root":{"path":"rootfs"},"annotations":{"io.kubernetes.container.name":"app","io.ocisnap.export.app":"/a","io.ocisnap.export":"/b"}}`, "creating")
+	testutil.AddSeed(f, "mounts", `{"root":{"path":"/abs/../rootfs/"},"mounts":[{"destination":"etc/hosts"},{"destination":""},{"destination":"/../../x"}]}`, "stopped")
+	testutil.AddSeed(f, "root-dotdot", `{"root":{"path":"../../.."},"linux":{"uidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}`, "created")
+	testutil.AddSeed(f, "dotted-name", `{"annotations":{"io.kubernetes.cri.container-name":"a.b","io.ocisnap.export.a.b":"/x"}}`, "creating")
+	testutil.AddSeed(f, "not-json", `not json`, "creating")
 	f.Fuzz(func(t *testing.T, config, status string) {
 		bundle := t.TempDir()
 		if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o600); err != nil {

@@ -3,10 +3,13 @@ package statefile
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // FuzzRead: whatever a state file holds (it outlives the hook that wrote
@@ -18,22 +21,26 @@ func FuzzRead(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, s := range [][]byte{
-		full,
-		full[:len(full)/2],             // torn write
-		[]byte(`{"id":"other"}`),       // another container's record
-		[]byte(`{"id":"c1","pid":-1}`), // nonsense but well-formed
-		[]byte(`{"id":"c1","overlay":{"upper":"../../etc"},"views":[{"binds":[{"dst":"/"}]}]}`),
-		[]byte(`{"id":"c1","created":"not a time"}`),
-		[]byte(`{"id":"c1","uidMappings":[{"containerID":0,"hostID":4294967295,"size":4294967295}]}`),
-		[]byte("\x00\xff"),
-		[]byte(`[]`),
-		[]byte(`null`),
-		[]byte(`{"id":"c1"} trailing`),
-		[]byte(`{"id":"c1","id":"c2"}`),
-		[]byte(strings.Repeat(`{"a":`, 10000)),
-	} {
-		f.Add(s)
+	seeds := []struct {
+		name string
+		data []byte
+	}{
+		{"full", full},
+		{"torn-write", full[:len(full)/2]},
+		{"other-container", []byte(`{"id":"other"}`)},
+		{"negative-pid", []byte(`{"id":"c1","pid":-1}`)},
+		{"hostile-paths", []byte(`{"id":"c1","overlay":{"upper":"../../etc"},"views":[{"binds":[{"dst":"/"}]}]}`)},
+		{"bad-time", []byte(`{"id":"c1","created":"not a time"}`)},
+		{"huge-mapping", []byte(`{"id":"c1","uidMappings":[{"containerID":0,"hostID":4294967295,"size":4294967295}]}`)},
+		{"binary", []byte("\x00\xff")},
+		{"array", []byte(`[]`)},
+		{"null", []byte(`null`)},
+		{"trailing", []byte(`{"id":"c1"} trailing`)},
+		{"duplicate-id", []byte(`{"id":"c1","id":"c2"}`)},
+		{"deep-nesting", []byte(strings.Repeat(`{"a":`, 10000))},
+	}
+	for _, s := range seeds {
+		testutil.AddSeed(f, s.name, s.data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := Dir{Path: t.TempDir()}
@@ -77,9 +84,9 @@ func FuzzRead(f *testing.F) {
 // FuzzValidateID: an id that validates names a file directly inside the
 // state directory, not hidden (temporary files are), within NAME_MAX.
 func FuzzValidateID(f *testing.F) {
-	for _, s := range []string{"c1", "", ".", "..", "../x", "a/b", ".tmp-1", "-x", "a\x00b", "a b",
+	for i, s := range []string{"c1", "", ".", "..", "../x", "a/b", ".tmp-1", "-x", "a\x00b", "a b",
 		strings.Repeat("a", 250), strings.Repeat("a", 251), "é", "a..b", "A.b_c+d-e"} {
-		f.Add(s)
+		testutil.AddSeed(f, fmt.Sprint(i), s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
 		const dir = "/run/ocisnap-fuzz"
@@ -105,11 +112,11 @@ func FuzzValidateID(f *testing.F) {
 // included). parseStat never panics and, when it succeeds, returns the
 // state and start time fields counted from the last ')'.
 func FuzzParseStat(f *testing.F) {
-	f.Add([]byte("1 (systemd) S 0 1 1 0 -1 4194560 1 1 0 0 1 1 0 0 20 0 1 0 42 1 1 1"))
-	f.Add([]byte("7 (a) b) c) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99 1 2"))
-	f.Add([]byte("7 (x"))
-	f.Add([]byte(")"))
-	f.Add([]byte("1 () S 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 18446744073709551616"))
+	testutil.AddSeed(f, "systemd", []byte("1 (systemd) S 0 1 1 0 -1 4194560 1 1 0 0 1 1 0 0 20 0 1 0 42 1 1 1"))
+	testutil.AddSeed(f, "comm-parens", []byte("7 (a) b) c) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99 1 2"))
+	testutil.AddSeed(f, "unclosed", []byte("7 (x"))
+	testutil.AddSeed(f, "paren-only", []byte(")"))
+	testutil.AddSeed(f, "start-overflow", []byte("1 () S 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 18446744073709551616"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := parseStat(data)
 		if err != nil {
