@@ -7,6 +7,8 @@ BINDIR     ?= $(PREFIX)/bin
 HOOKDIR    ?= $(PREFIX)/libexec/oci/hooks.d
 HOOKSJSON  ?= $(PREFIX)/share/containers/oci/hooks.d
 MANDIR     ?= $(PREFIX)/share/man
+# The default allowed snapshot directory (the hook's --allow-dir default).
+SNAPDIR    ?= /var/lib/ocisnap
 GO         ?= go
 VERSION    := $(shell cat VERSION)
 COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -29,11 +31,14 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
-install: build
+# Man pages are rendered when go-md2man is there (hack/deps.sh installs it).
+install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(HOOKSJSON)
 	install -m 0755 bin/ocisnap-hook $(DESTDIR)$(HOOKDIR)/ocisnap-hook
 	if [ -x bin/ocisnap ]; then install -m 0755 bin/ocisnap $(DESTDIR)$(BINDIR)/ocisnap; fi
 	sed 's|"path": "[^"]*"|"path": "$(HOOKDIR)/ocisnap-hook"|' oci-hooks.d/ocisnap.json > $(DESTDIR)$(HOOKSJSON)/ocisnap.json
+	@# The snapshot directory: only root can make it outside DESTDIR; never loosen an existing one.
+	[ -d $(DESTDIR)$(SNAPDIR) ] || install -d -m 0700 $(DESTDIR)$(SNAPDIR) 2>/dev/null || echo "note: could not create $(DESTDIR)$(SNAPDIR) (not root?)"
 	chmod 0644 $(DESTDIR)$(HOOKSJSON)/ocisnap.json
 	if [ -d docs/man ] && ls docs/man/*.[0-9] >/dev/null 2>&1; then \
 		for m in docs/man/*.[0-9]; do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done; \
