@@ -141,7 +141,11 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 }
 
 // poststop releases views and writes the export recorded at create time,
-// then forgets the container.
+// then forgets the container. It fails only with --strict-export: runc
+// aborts the remaining poststop hooks and fails `delete` on a hook's error,
+// and by then the container is gone anyway, so a failure is logged (stderr
+// and --log-file) and whatever could not be released stays recorded for
+// `ocisnap gc`.
 func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 	rec, err := h.state.Read(st.ID)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -150,32 +154,44 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 			return err
 		}
 	} else if err != nil {
-		return err
+		h.log.Error("unreadable state; nothing released or exported (see ocisnap gc)", "err", err)
+		return h.strict(err)
 	}
-	var errs []error
+	keep := false
 	if len(rec.Views) > 0 {
 		if err := h.releaseViews(ctx, rec); err != nil {
 			// The stubs may still be in the upper; the export below
 			// excludes them by path anyway.
-			errs = append(errs, fmt.Errorf("%s: release: %w", KeyView, err))
+			h.log.Error("view release failed; kept for ocisnap gc", "annotation", KeyView, "err", err)
+			keep = true
 		}
 	}
 	if rec.Export != nil {
 		if err := h.export(ctx, rec); err != nil {
 			err = fmt.Errorf("%s=%s: %w", KeyExport, rec.Export.Dest, err)
+			h.log.Error("export failed; the previous snapshot is untouched", "err", err)
 			if h.cfg.StrictExport {
-				errs = append(errs, err)
-			} else {
-				h.log.Error("export failed; the previous snapshot is untouched", "err", err)
+				return err
 			}
 		}
 	}
-	if len(errs) > 0 {
-		// Keep the state so that `ocisnap gc` or a retry can finish.
-		return errors.Join(errs...)
+	if keep {
+		rec.Export = nil // done (or failed and logged): gc must not wait for it
+		if err := h.state.Write(rec); err != nil {
+			h.log.Warn("update state", "err", err)
+		}
+		return nil
 	}
 	if err := h.state.Remove(st.ID); err != nil {
 		h.log.Warn("remove state", "err", err)
+	}
+	return nil
+}
+
+// strict returns err when --strict-export is set, else nil (err was logged).
+func (h *hook) strict(err error) error {
+	if h.cfg.StrictExport {
+		return err
 	}
 	return nil
 }

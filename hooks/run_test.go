@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,6 +163,30 @@ func TestShippedHooksJSON(t *testing.T) {
 		}
 		if m != c.match {
 			t.Errorf("%s with %v: match=%v, want %v", c.file, c.ann, m, c.match)
+		}
+	}
+}
+
+// TestPoststopCorruptState: an unreadable state file is logged and the hook
+// exits 0 (so the runtime's delete goes on), unless --strict-export.
+func TestPoststopCorruptState(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.StateDir = t.TempDir()
+		cfg.StrictExport = strict
+		var log bytes.Buffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		if err := os.WriteFile(filepath.Join(cfg.StateDir, "c1.json"), []byte("{not json"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := json.Marshal(map[string]any{"ociVersion": "1.0.2", "id": "c1", "status": "stopped",
+			"bundle": "/nonexistent", "annotations": map[string]string{KeyExport: "/var/lib/ocisnap/x.tar"}})
+		err := Run(context.Background(), cfg, bytes.NewReader(st))
+		if (err != nil) != strict {
+			t.Errorf("strict=%v: err = %v", strict, err)
+		}
+		if !strings.Contains(log.String(), "unreadable state") {
+			t.Errorf("strict=%v: not logged: %s", strict, log.String())
 		}
 	}
 }
