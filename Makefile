@@ -54,6 +54,9 @@ deps:
 # podman, runc and overlay mounts (root; under CI=true nothing may skip).
 test: deps build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# After the Go tests, never beside them: it installs the .deb into
+	@# podman's default hooks directory for a while.
+	$(MAKE) package-test
 
 unit:
 	$(GO) test -count=1 -short ./pkg/... ./hooks/... ./internal/...
