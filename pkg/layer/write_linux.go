@@ -38,6 +38,10 @@ type walker struct {
 	roots     []int
 	rootPaths []string
 
+	// noLowers says why the lowers given could not be used, nil if they
+	// can or none were given.
+	noLowers error
+
 	ovl   string            // overlay xattr prefix in use
 	links map[devIno]string // first path written of each multiply linked file
 
@@ -109,17 +113,34 @@ func writeUpper(ctx context.Context, tw *Writer, upper string, o *writeOptions) 
 	}()
 	for i, dir := range append([]string{upper}, o.lowers...) {
 		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			what := "upper"
-			if i > 0 {
-				what = "lower"
+		if err != nil && i > 0 {
+			// The lowers are needed only for metacopy files and
+			// redirected directories. A lower can be gone although the
+			// overlay is fine: containers/storage mounts the lowers of a
+			// container with a user namespace through idmapped mounts
+			// it detaches right after mounting the overlay. Go on
+			// without lowers; an upper that needs them fails then.
+			for _, fd := range wk.roots[1:] {
+				unix.Close(fd)
 			}
-			return fmt.Errorf("export: open %s directory %q: %w", what, dir, err)
+			wk.roots, wk.rootPaths = wk.roots[:1], wk.rootPaths[:1]
+			wk.noLowers = fmt.Errorf("open lower directory %q: %w", dir, err)
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("export: open upper directory %q: %w", dir, err)
 		}
 		wk.roots = append(wk.roots, fd)
 		wk.rootPaths = append(wk.rootPaths, strings.TrimSuffix(dir, "/"))
 	}
 	return wk.root()
+}
+
+func (wk *walker) noLowersReason() string {
+	if wk.noLowers == nil {
+		return ""
+	}
+	return ": " + wk.noLowers.Error()
 }
 
 func (wk *walker) root() error {
@@ -281,7 +302,7 @@ func (wk *walker) dir(rel string, ob *object, parent *dirNode, res *lookupResult
 		// whole, opaque so nothing the image has at rel shows through, as
 		// overlayfs shows nothing of the lowers at rel either.
 		if len(wk.roots) == 1 {
-			return exportError(rel, fmt.Errorf("redirected directory (%s%s=%q) needs the lower directories", wk.ovl, ovlRedirect, redirect))
+			return exportError(rel, fmt.Errorf("redirected directory (%s%s=%q) needs the lower directories%s", wk.ovl, ovlRedirect, redirect, wk.noLowersReason()))
 		}
 		stack, err := wk.stackOf(node)
 		if err != nil {
@@ -367,7 +388,7 @@ func (wk *walker) metacopyData(parent *dirNode, name string, res *lookupResult) 
 		return res.data, nil
 	}
 	if len(wk.roots) == 1 {
-		return nil, fmt.Errorf("metacopy file needs the lower directories")
+		return nil, fmt.Errorf("metacopy file needs the lower directories%s", wk.noLowersReason())
 	}
 	stack, err := wk.stackOf(parent)
 	if err != nil {
