@@ -19,6 +19,7 @@ LDFLAGS    := -s -w -buildid= -X $(PKG)/internal/version.Version=$(VERSION) -X $
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
 BINARIES   := ocisnap-hook ocisnap
 TEST_TIMEOUT ?= 60m
+TEST_FUZZTIME ?= 20s
 
 .PHONY: all build install uninstall test unit e2e lint demo docs bench bench-quick deps clean
 
@@ -26,6 +27,7 @@ all: build
 
 -include packaging/packaging.mk
 -include docs/docs.mk
+-include fuzz.mk
 
 build:
 	@mkdir -p bin
@@ -57,6 +59,8 @@ test: deps build
 	@# After the Go tests, never beside them: it installs the .deb into
 	@# podman's default hooks directory for a while.
 	$(MAKE) package-test
+	@# Each fuzz target for a bounded time (crashers land in testdata/fuzz).
+	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 unit:
 	$(GO) test -count=1 -short ./pkg/... ./hooks/... ./internal/...
