@@ -640,7 +640,8 @@ func FuzzReader(f *testing.F) {
 					t.Fatalf("entry path %q not clean: %q, %v", p, c, err)
 				}
 			}
-			if _, err := io.Copy(io.Discard, r); err != nil {
+			// Bounded: a sparse entry may claim exabytes of holes.
+			if _, err := io.CopyN(io.Discard, r, 1<<20); err != nil && err != io.EOF {
 				return
 			}
 		}

@@ -81,7 +81,9 @@ func create(dir *os.Root, base, dest string) (*filePending, error) {
 		return nil, fmt.Errorf("%q: open parent directory: %w", dest, err)
 	}
 	// Best effort: a temporary file we cannot clean is only wasted space.
-	cleanStale(dir, func(name string) bool { return isTempOf(name, base) })
+	// Every dead writer's temporary file in this directory goes, whatever
+	// its destination: live writers hold their flock and are kept.
+	cleanStale(dir, func(name string) bool { return isTempOf(name, "") })
 	for range maxAttempts {
 		name := tempName(base)
 		f, err := dir.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
