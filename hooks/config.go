@@ -23,6 +23,10 @@ type Config struct {
 	// Stage forces the stage; empty means "from the state's status".
 	Stage  string
 	Logger *slog.Logger
+
+	// defaultAllowDir is the built-in snapshot directory, which the hook
+	// may create (0700) when an export needs it and it is still allowed.
+	defaultAllowDir string
 }
 
 // DefaultConfig is the configuration with no flags given. For root it is
@@ -40,6 +44,7 @@ func DefaultConfig() Config {
 		cfg.StateDir = state
 		cfg.Policy.AllowDirs = []string{allow}
 	}
+	cfg.defaultAllowDir = cfg.Policy.AllowDirs[0]
 	return cfg
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"slices"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -18,11 +21,28 @@ import (
 // checkExportDest refuses a destination the policy does not allow, at
 // create time, so that the user learns it when the container starts.
 func (h *hook) checkExportDest(e *exportRequest) error {
+	h.ensureDefaultAllowDir()
 	dir, _, err := h.cfg.Policy.OpenParent(e.dest)
 	if err != nil {
 		return err
 	}
 	return dir.Close()
+}
+
+// ensureDefaultAllowDir creates the built-in snapshot directory (0700) if
+// the administrator kept it allowed and it does not exist yet: a rootless
+// user's ~/.local/share/ocisnap, or /var/lib/ocisnap after `make install`
+// into a prefix. A directory the administrator named is never created.
+func (h *hook) ensureDefaultAllowDir() {
+	d := h.cfg.defaultAllowDir
+	if d == "" || !slices.Contains(h.cfg.Policy.AllowDirs, d) {
+		return
+	}
+	if _, err := os.Lstat(d); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			h.log.Warn("create the default snapshot directory", "dir", d, "err", err)
+		}
+	}
 }
 
 // newRecord builds the per-container record: what poststop needs even if

@@ -190,3 +190,31 @@ func TestPoststopCorruptState(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultAllowDirCreated: the built-in snapshot directory is created
+// 0700 when still allowed; a directory the administrator named is not.
+func TestDefaultAllowDirCreated(t *testing.T) {
+	base := t.TempDir()
+	def := filepath.Join(base, "home/.local/share/ocisnap")
+	named := filepath.Join(base, "named")
+	for _, c := range []struct {
+		allow []string
+		want  bool
+	}{{[]string{named}, false}, {[]string{named, def}, true}} {
+		cfg := DefaultConfig()
+		cfg.defaultAllowDir = def
+		cfg.Policy.AllowDirs = c.allow
+		h := &hook{cfg: &cfg, log: slog.New(slog.DiscardHandler)}
+		h.ensureDefaultAllowDir()
+		fi, err := os.Stat(def)
+		if (err == nil) != c.want {
+			t.Fatalf("allow %v: default dir exists=%v, want %v", c.allow, err == nil, c.want)
+		}
+		if c.want && fi.Mode().Perm() != 0o700 {
+			t.Errorf("default dir mode %v, want 0700", fi.Mode().Perm())
+		}
+		if _, err := os.Stat(named); err == nil {
+			t.Errorf("a named allow dir was created")
+		}
+	}
+}
