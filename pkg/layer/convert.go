@@ -1,7 +1,6 @@
 package layer
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,29 +29,7 @@ func Convert(ctx context.Context, w io.Writer, r io.Reader, f Format, c Compress
 		return Stats{}, fmt.Errorf("convert: %w", err)
 	}
 	defer rd.Close()
-	out := w
-	var cw io.WriteCloser
-	if c != CompressionNone {
-		if cw, err = Compress(w, c); err != nil {
-			return Stats{}, err
-		}
-		out = cw
-	}
-	bw := bufio.NewWriterSize(out, copyBufSize)
-	tw := NewWriter(bw, f)
-	err = convertEntries(ctx, tw, rd)
-	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cw != nil {
-		if cerr := cw.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("convert: close %s compressor: %w", c, cerr)
-		}
-	}
-	return tw.stats(), err
+	return encode(w, f, c, func(tw *Writer) error { return convertEntries(ctx, tw, rd) })
 }
 
 func convertEntries(ctx context.Context, tw *Writer, rd *Reader) error {

@@ -1,7 +1,6 @@
 package layer
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -54,30 +53,9 @@ func Write(ctx context.Context, w io.Writer, upper string, opts ...WriteOpt) (St
 			return Stats{}, err
 		}
 	}
-	out := w
-	var cw io.WriteCloser
-	if o.compression != CompressionNone {
-		var err error
-		if cw, err = Compress(w, o.compression); err != nil {
-			return Stats{}, err
-		}
-		out = cw
-	}
-	bw := bufio.NewWriterSize(out, copyBufSize)
-	tw := NewWriter(bw, o.format)
-	err := writeUpper(ctx, tw, upper, &o)
-	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cw != nil {
-		if cerr := cw.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("export: close %s compressor: %w", o.compression, cerr)
-		}
-	}
-	st := tw.stats()
+	st, err := encode(w, o.format, o.compression, func(tw *Writer) error {
+		return writeUpper(ctx, tw, upper, &o)
+	})
 	if o.progress != nil && err == nil {
 		o.progress(st)
 	}

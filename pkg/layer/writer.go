@@ -2,6 +2,7 @@ package layer
 
 import (
 	"archive/tar"
+	"bufio"
 	"fmt"
 	"io"
 	"path"
@@ -369,4 +370,34 @@ func canonicalHeader(e *Entry) (*tar.Header, error) {
 		out.PAXRecords[k] = v
 	}
 	return out, nil
+}
+
+// encode writes a snapshot in format f with compression c to w: body writes
+// the entries, then encode ends the archive, flushes and closes the
+// compressor (never w). Write and Convert share it.
+func encode(w io.Writer, f Format, c Compression, body func(*Writer) error) (Stats, error) {
+	out := w
+	var cw io.WriteCloser
+	if c != CompressionNone {
+		var err error
+		if cw, err = Compress(w, c); err != nil {
+			return Stats{}, err
+		}
+		out = cw
+	}
+	bw := bufio.NewWriterSize(out, copyBufSize)
+	tw := NewWriter(bw, f)
+	err := body(tw)
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cw != nil {
+		if cerr := cw.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close %s compressor: %w", c, cerr)
+		}
+	}
+	return tw.stats(), err
 }
