@@ -25,15 +25,26 @@ fuzz-list:
 		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/^func //'); do echo "$$d $$f"; done; \
 	done
 
+# Go 1.26's fuzz coordinator can report a bare "context deadline exceeded"
+# as the -fuzztime ends (golang/go#75804, fixed in Go 1.27) when a loaded
+# machine starves a worker. Such a run wrote no crasher: it is reported as a
+# flake, not a failure. Any run that writes a new input, or fails otherwise,
+# fails the target.
 fuzz:
-	@failed=""; \
+	@failed=""; log=$$(mktemp); \
 	for d in $(FUZZ_PKGS); do \
 		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/^func //'); do \
 			echo "== fuzz $$d $$f for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) \
-				-fuzzminimizetime $(FUZZMINIMIZETIME) ./$$d || failed="$$failed $$d:$$f"; \
+			before=$$(ls $$d/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+			if $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) \
+				-fuzzminimizetime $(FUZZMINIMIZETIME) ./$$d >$$log 2>&1; then cat $$log; continue; fi; \
+			cat $$log; after=$$(ls $$d/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+			if [ "$$after" = "$$before" ] && grep -q '^    context deadline exceeded$$' $$log && \
+			   [ $$(grep -c -e '^--- FAIL' -e 'panic:' -e 'Error Trace' $$log) -le 1 ]; then \
+				echo "fuzz: $$d $$f: deadline race at the end of -fuzztime, no crasher written (golang/go#75804): not a failure"; \
+			else failed="$$failed $$d:$$f"; fi; \
 		done; \
-	done; \
+	done; rm -f $$log; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in testdata/fuzz/)"; exit 1; fi
 
 fuzz-seeds:
