@@ -22,7 +22,11 @@ make -s build
 make -s install PREFIX="$T/prefix" >/dev/null
 cat > "$T/containers.conf" <<CONF
 [containers]
-default_ulimits = ["nofile=1024:1024"]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$T/tmp"
 CONF
 export CONTAINERS_CONF=$T/containers.conf
 
