@@ -128,7 +128,7 @@ func applyEntries(ctx context.Context, a entryApplier, rd *Reader, o *applyOptio
 			return st, fmt.Errorf("apply %q: %w: more than %d bytes of content (max bytes)", name, ErrLimitExceeded, o.maxBytes)
 		}
 		if err := a.apply(e, rd); err != nil {
-			return st, fmt.Errorf("apply %q: %w", name, err)
+			return st, nameEntry(name, err)
 		}
 		st.Entries++
 		if e.Header != nil && isRegularType(e.Header) && !e.Whiteout {
@@ -142,12 +142,24 @@ func applyEntries(ctx context.Context, a entryApplier, rd *Reader, o *applyOptio
 		}
 	}
 	if err := a.finish(); err != nil {
-		return st, fmt.Errorf("apply: %w", err)
+		return st, nameEntry("", err)
 	}
 	if o.progress != nil && st != reported {
 		o.progress(st)
 	}
 	return st, nil
+}
+
+// nameEntry names the entry err is about, unless err already does (a
+// file finished in parallel fails while a later entry is being applied).
+func nameEntry(name string, err error) error {
+	if _, ok := err.(*entryError); ok {
+		return err
+	}
+	if name == "" {
+		return fmt.Errorf("apply: %w", err)
+	}
+	return fmt.Errorf("apply %q: %w", name, err)
 }
 
 // applyEntryName is the name errors use for e: its path as in the tar.

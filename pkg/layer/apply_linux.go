@@ -40,6 +40,21 @@ type applier struct {
 	dirTimes map[string][2]unix.Timespec
 
 	buf []byte
+
+	// pool finishes regular files in parallel; nil: the applier does.
+	pool *filePool
+	// fresh holds the directories this Apply made and has removed nothing
+	// since: a name in one that is not in applied is free.
+	fresh map[string]struct{}
+	// What a file created by this process gets without a chown or a
+	// chmod (see ownedAsCreated): its effective ids, and the umask of
+	// this goroutine's thread and of the pool's (ok false: unknown,
+	// always chmod).
+	euid, egid           int
+	umask, poolUmask     uint32
+	umaskOK, poolUmaskOK bool
+	// The owner and default ACL of the root and of the cached parent.
+	rootInfo, cacheInfo dirInfo
 }
 
 func newApplier(root *os.File, o *applyOptions) (*applier, error) {
@@ -47,7 +62,7 @@ func newApplier(root *os.File, o *applyOptions) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %q: %w", root.Name(), err)
 	}
-	return &applier{
+	a := &applier{
 		o:          o,
 		rootFd:     fd,
 		cacheFd:    -1,
@@ -55,10 +70,20 @@ func newApplier(root *os.File, o *applyOptions) (*applier, error) {
 		hasApplied: make(map[string]struct{}),
 		dirTimes:   make(map[string][2]unix.Timespec),
 		buf:        make([]byte, applyCopyBufferSize),
-	}, nil
+		pool:       newFilePool(),
+		fresh:      make(map[string]struct{}),
+		euid:       unix.Geteuid(),
+		egid:       unix.Getegid(),
+	}
+	a.umask, a.umaskOK = threadUmask()
+	a.poolUmask, a.poolUmaskOK = processUmask()
+	return a, nil
 }
 
 func (a *applier) close() {
+	if a.pool != nil {
+		a.pool.close(true)
+	}
 	a.dropCache()
 	if a.rootFd >= 0 {
 		unix.Close(a.rootFd)
@@ -67,6 +92,11 @@ func (a *applier) close() {
 }
 
 func (a *applier) apply(e *Entry, content io.Reader) error {
+	if a.pool != nil {
+		if err := a.pool.failure(); err != nil {
+			return err
+		}
+	}
 	if e.Header == nil {
 		return a.opaqueMarker(e.Path)
 	}
@@ -160,6 +190,11 @@ func splitEntryPath(p string) (dir, name string) {
 // dir applies a directory entry: a directory over a directory keeps it
 // (emptied first if the entry is opaque), anything else is replaced.
 func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
+	if a.pool != nil && (a.pool.creates(e.Path) || a.pool.fills(e.Path)) {
+		if err := a.pool.wait(); err != nil {
+			return err
+		}
+	}
 	pfd, err := a.parent(dir, true)
 	if err != nil {
 		return err
@@ -181,9 +216,12 @@ func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
 			if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
 				return fmt.Errorf("mkdir: %w", err)
 			}
+			a.fresh[e.Path] = struct{}{}
 		}
 	} else if err != nil {
 		return fmt.Errorf("mkdir: %w", err)
+	} else {
+		a.fresh[e.Path] = struct{}{}
 	}
 	if exists && e.Opaque {
 		if err := a.makeOpaque(pfd, name, e.Path, false); err != nil {
@@ -195,6 +233,8 @@ func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
 		return fmt.Errorf("open directory: %w", err)
 	}
 	defer unix.Close(fd)
+	// Files created in it from now on inherit its new owner and ACL.
+	a.forgetDirInfo(e.Path)
 	if err := a.setFdMeta(fd, m); err != nil {
 		return err
 	}
@@ -208,6 +248,11 @@ func (a *applier) nonDir(p, dir, name string, m *entryMeta, content io.Reader) e
 	pfd, err := a.parent(dir, true)
 	if err != nil {
 		return err
+	}
+	if a.pool != nil && a.pool.creates(p) {
+		if err := a.pool.wait(); err != nil {
+			return err
+		}
 	}
 	hdr := m.hdr
 	create := func() error {
@@ -224,15 +269,27 @@ func (a *applier) nonDir(p, dir, name string, m *entryMeta, content io.Reader) e
 		panic("unreachable")
 	}
 	if isRegularType(hdr) {
+		// Created 0600 until chown and chmod, unless creating it gives it
+		// its owner and mode already.
 		var fd int
+		info := a.dirInfo(dir, pfd)
+		mode, chown, chmod := uint32(0o600), true, true
+		if a.ownedAsCreated(m, info) {
+			mode, chown = m.mode, false
+		}
+		if a.pool != nil && hdr.Size <= poolMaxFile && a.isFree(dir, p) {
+			chmod = chown || !umaskKeeps(mode, a.poolUmask, a.poolUmaskOK, info)
+			return a.createInPool(p, dir, name, pfd, mode, m, content, chown, chmod)
+		}
+		chmod = chown || !umaskKeeps(mode, a.umask, a.umaskOK, info)
 		create = func() (err error) {
-			fd, err = unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			fd, err = unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
 			return err
 		}
 		if err := a.createReplacing(pfd, name, p, create); err != nil {
 			return err
 		}
-		return a.writeFile(fd, m, content)
+		return a.writeFile(fd, p, m, content, chown, chmod)
 	}
 	if err := a.createReplacing(pfd, name, p, create); err != nil {
 		return err
@@ -259,11 +316,22 @@ func (a *applier) createReplacing(pfd int, name, p string, create func() error) 
 
 // writeFile streams the content into the new file fd (which it closes),
 // then sets ownership, mode (after chown, which clears setuid/setgid),
-// xattrs and times.
-//
-// The copy goes through a buffer; a plain snapshot file could later be
-// copied with copy_file_range(2) instead, content being an io.Reader.
-func (a *applier) writeFile(fd int, m *entryMeta, content io.Reader) (err error) {
+// xattrs and times; chown and chmod false skip what creating the file did
+// already. A small file is read into the pool's memory and finished by a
+// worker.
+func (a *applier) writeFile(fd int, p string, m *entryMeta, content io.Reader, chown, chmod bool) (err error) {
+	if a.pool != nil && m.hdr.Size <= poolMaxFile {
+		data := a.pool.reserve(int(m.hdr.Size))
+		if n, err := io.ReadFull(content, data); err != nil {
+			unix.Close(fd)
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return fmt.Errorf("content: %d of %d bytes: %w", n, m.hdr.Size, ErrTruncated)
+			}
+			return err
+		}
+		a.pool.push(fileJob{fd: fd, name: applyEntryName(&Entry{Path: p}), m: *m, data: data, chown: chown, chmod: chmod})
+		return nil
+	}
 	defer func() {
 		if cerr := unix.Close(fd); err == nil && cerr != nil {
 			err = fmt.Errorf("close: %w", cerr)
@@ -276,7 +344,38 @@ func (a *applier) writeFile(fd int, m *entryMeta, content io.Reader) (err error)
 	if n != m.hdr.Size {
 		return fmt.Errorf("content: %d of %d bytes: %w", n, m.hdr.Size, ErrTruncated)
 	}
-	return a.setFdMeta(fd, m)
+	return setFdMetaOpt(fd, m, chown, chmod)
+}
+
+func closeFd(fd int) error { return unix.Close(fd) }
+
+// isFree reports whether nothing is at p, in directory dir: dir was made
+// by this Apply and nothing has been applied at p since.
+func (a *applier) isFree(dir, p string) bool {
+	if _, ok := a.fresh[dir]; !ok {
+		return false
+	}
+	_, applied := a.applied[p]
+	return !applied
+}
+
+// createInPool has a worker create the small regular file p (free, see
+// isFree) in directory dir, open at pfd, and finish it.
+func (a *applier) createInPool(p, dir, name string, pfd int, mode uint32, m *entryMeta, content io.Reader, chown, chmod bool) error {
+	ref, err := a.pool.createIn(dir, pfd)
+	if err != nil {
+		return err
+	}
+	data := a.pool.reserve(int(m.hdr.Size))
+	if n, err := io.ReadFull(content, data); err != nil {
+		ref.release()
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("content: %d of %d bytes: %w", n, m.hdr.Size, ErrTruncated)
+		}
+		return err
+	}
+	a.pool.pushNew(fileJob{fd: -1, dir: ref, base: name, mode: mode, name: applyEntryName(&Entry{Path: p}), m: *m, data: data, chown: chown, chmod: chmod}, p, dir)
+	return nil
 }
 
 // rawFdWriter writes to a file descriptor; unlike *os.File it has no ReadFrom,
@@ -301,6 +400,11 @@ func (w rawFdWriter) Write(p []byte) (int, error) {
 // hardlink links name to target, both resolved inside root. linkat without
 // AT_SYMLINK_FOLLOW links a final symlink itself, never what it points to.
 func (a *applier) hardlink(p, dir, name, target string) error {
+	if a.pool != nil && (a.pool.creates(p) || a.pool.creates(target)) {
+		if err := a.pool.wait(); err != nil {
+			return err
+		}
+	}
 	tdir, tname := splitEntryPath(target)
 	tfd, err := a.openBeneath(tdir)
 	if err != nil {
@@ -331,6 +435,11 @@ func (a *applier) markApplied(p string) {
 // children exist. A directory removed or replaced later in the stream is
 // skipped.
 func (a *applier) finish() error {
+	if a.pool != nil {
+		if err := a.pool.wait(); err != nil {
+			return err
+		}
+	}
 	paths := make([]string, 0, len(a.dirTimes))
 	for p := range a.dirTimes {
 		paths = append(paths, p)

@@ -8,6 +8,8 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -17,11 +19,21 @@ import (
 // setFdMeta sets ownership, mode, xattrs and (except for directories, done
 // at the end) times on an open regular file or directory.
 func (a *applier) setFdMeta(fd int, m *entryMeta) error {
-	if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
-		return fmt.Errorf("chown %d:%d: %w", m.uid, m.gid, err)
+	return setFdMetaOpt(fd, m, true, true)
+}
+
+// setFdMetaOpt is setFdMeta; chown or chmod false skips an owner or mode
+// the inode has already.
+func setFdMetaOpt(fd int, m *entryMeta, chown, chmod bool) error {
+	if chown {
+		if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", m.uid, m.gid, err)
+		}
 	}
-	if err := unix.Fchmod(fd, m.mode); err != nil {
-		return fmt.Errorf("chmod %#o: %w", m.mode, err)
+	if chmod {
+		if err := unix.Fchmod(fd, m.mode); err != nil {
+			return fmt.Errorf("chmod %#o: %w", m.mode, err)
+		}
 	}
 	if err := forXattrs(m.hdr, false, func(name string, value []byte) error {
 		return unix.Fsetxattr(fd, name, value, 0)
@@ -202,4 +214,99 @@ func fgetxattrValue(fd int, name string) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
+}
+
+// dirInfo is what decides the owner and mode of a file created in a
+// directory besides the creator's ids and umask: the directory's group
+// (inherited if the directory is setgid, or always on a filesystem
+// mounted grpid) and its default ACL (which replaces the umask).
+type dirInfo struct {
+	known      bool // false: not read yet, or unreadable
+	gid        uint32
+	defaultACL bool
+}
+
+// ownedAsCreated reports whether a regular file created by this process
+// in a directory with info gets m's owner without a chown: the creator's
+// ids, and a group that both inheritance rules give. Never with
+// setuid/setgid/sticky bits, which chmod sets after chown.
+func (a *applier) ownedAsCreated(m *entryMeta, info dirInfo) bool {
+	return info.known && m.mode&0o7000 == 0 &&
+		m.uid == a.euid && m.gid == a.egid && uint32(m.gid) == info.gid
+}
+
+// dirInfo returns the info of directory dir, open at fd (the root or the
+// cached parent), reading it once.
+func (a *applier) dirInfo(dir string, fd int) dirInfo {
+	slot := &a.rootInfo
+	if dir != "" {
+		if dir != a.cacheDir || fd != a.cacheFd {
+			return dirInfo{}
+		}
+		slot = &a.cacheInfo
+	}
+	if !slot.known {
+		*slot = readDirInfo(fd)
+	}
+	return *slot
+}
+
+// forgetDirInfo drops what is known of directory p: its metadata is about
+// to change.
+func (a *applier) forgetDirInfo(p string) {
+	if p == "" {
+		a.rootInfo = dirInfo{}
+	} else if p == a.cacheDir {
+		a.cacheInfo = dirInfo{}
+	}
+}
+
+func readDirInfo(fd int) dirInfo {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return dirInfo{}
+	}
+	// An O_PATH descriptor has no fgetxattr; its /proc link does.
+	_, err := unix.Getxattr(fmt.Sprintf("/proc/self/fd/%d", fd), "system.posix_acl_default", nil)
+	var acl bool
+	switch {
+	case err == nil:
+		acl = true
+	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
+	default:
+		return dirInfo{}
+	}
+	return dirInfo{known: true, gid: st.Gid, defaultACL: acl}
+}
+
+// threadUmask reads the calling thread's umask (Linux 4.7), which
+// umask(2) cannot do without changing it: what a file this goroutine
+// creates is masked with (a goroutine that is not locked to its thread
+// shares the umask of every unlocked thread).
+func threadUmask() (uint32, bool) { return readUmask("/proc/thread-self/status") }
+
+// processUmask reads the main thread's umask: what the pool's workers'
+// files are masked with. The runtime starts threads for them from a
+// thread in the default state, never from a locked thread that may have
+// unshared its umask (CLONE_FS).
+func processUmask() (uint32, bool) { return readUmask("/proc/self/status") }
+
+func readUmask(status string) (uint32, bool) {
+	data, err := os.ReadFile(status)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			u, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(u), err == nil
+		}
+	}
+	return 0, false
+}
+
+// umaskKeeps reports whether a file created with mode in a directory with
+// info, under umask (if known), has exactly mode.
+func umaskKeeps(mode, umask uint32, known bool, info dirInfo) bool {
+	return known && umask&mode == 0 && !info.defaultACL
 }

@@ -60,6 +60,11 @@ func (a *applier) opaqueMarker(p string) error {
 // the root, or a busy mount point) it removes the children not applied in
 // this run, recursively.
 func (a *applier) makeOpaque(pfd int, name, p string, keepMeta bool) error {
+	if a.pool != nil {
+		if err := a.pool.settle(); err != nil {
+			return err
+		}
+	}
 	if _, ok := a.hasApplied[p]; !ok && p != "" {
 		err := a.recreateDir(pfd, name, p, keepMeta)
 		if !errors.Is(err, unix.EBUSY) {
@@ -132,6 +137,14 @@ func (a *applier) recreateDir(pfd int, name, p string, keepMeta bool) error {
 // removeAt removes pfd/name (path p), a directory recursively, without
 // following symlinks. An absent name is fine.
 func (a *applier) removeAt(pfd int, name, p string) error {
+	// Whatever is removed, no worker may still be creating in it, and no
+	// directory made before is known to be empty any more.
+	if a.pool != nil {
+		if err := a.pool.settle(); err != nil {
+			return err
+		}
+	}
+	clear(a.fresh)
 	a.invalidate(p)
 	if err := removeAllAt(pfd, name); err != nil {
 		return fmt.Errorf("remove %q: %w", p, err)

@@ -27,6 +27,11 @@ func (a *applier) parent(dir string, create bool) (int, error) {
 	if a.cacheFd >= 0 && a.cacheDir == dir {
 		return a.cacheFd, nil
 	}
+	if a.pool != nil && a.pool.creates(dir) {
+		if err := a.pool.wait(); err != nil {
+			return -1, err
+		}
+	}
 	fd, err := a.openBeneath(dir)
 	if errors.Is(err, unix.ENOENT) && create {
 		fd, err = a.mkdirAll(dir)
@@ -59,6 +64,7 @@ func (a *applier) mkdirAll(dir string) (int, error) {
 			err = unix.Mkdirat(pfd, name, 0o755)
 			if err == nil {
 				a.markApplied(cur)
+				a.fresh[cur] = struct{}{}
 			} else if !errors.Is(err, unix.EEXIST) {
 				closeParent()
 				return -1, fmt.Errorf("mkdir %q: %w", cur, err)
@@ -109,6 +115,7 @@ func (a *applier) dropCache() {
 		unix.Close(a.cacheFd)
 	}
 	a.cacheDir, a.cacheFd = "", -1
+	a.cacheInfo = dirInfo{}
 }
 
 // invalidate drops the cached parent if p is it or one of its ancestors:

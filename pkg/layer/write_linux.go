@@ -44,6 +44,7 @@ type walker struct {
 
 	ovl   string            // overlay xattr prefix in use
 	links map[devIno]string // first path written of each multiply linked file
+	pipe  *exportPipe       // nil: put writes the entry itself
 
 	direntBuf []byte
 	nameBuf   []byte // xattr name lists
@@ -111,6 +112,7 @@ func writeUpper(ctx context.Context, tw *Writer, upper string, o *writeOptions) 
 			unix.Close(fd)
 		}
 	}()
+	wk.pipe = newExportPipe()
 	for i, dir := range append([]string{upper}, o.lowers...) {
 		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil && i > 0 {
@@ -133,7 +135,13 @@ func writeUpper(ctx context.Context, tw *Writer, upper string, o *writeOptions) 
 		wk.roots = append(wk.roots, fd)
 		wk.rootPaths = append(wk.rootPaths, strings.TrimSuffix(dir, "/"))
 	}
-	return wk.root()
+	if wk.pipe == nil {
+		return wk.root()
+	}
+	go wk.pipe.walk(wk.root)
+	return wk.pipe.write(func(it *exportItem) error {
+		return wk.write(it.rel, it.e, it.content())
+	})
 }
 
 func (wk *walker) noLowersReason() string {
@@ -443,7 +451,15 @@ func (wk *walker) header(rel string, st *unix.Stat_t, xattrs map[string]string) 
 	return hdr, nil
 }
 
+// put hands an entry to the Writer: directly, or through the pipe.
 func (wk *walker) put(rel string, e *Entry, content io.Reader) error {
+	if wk.pipe != nil {
+		return wk.pipe.queue(rel, e, content)
+	}
+	return wk.write(rel, e, content)
+}
+
+func (wk *walker) write(rel string, e *Entry, content io.Reader) error {
 	if content != nil {
 		content = ctxReader{ctx: wk.ctx, r: content}
 	}

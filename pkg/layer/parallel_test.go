@@ -1,0 +1,273 @@
+//go:build linux
+
+package layer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
+)
+
+// withParallelism runs Apply and Write with n workers (1: serial) until the
+// test ends.
+func withParallelism(t testing.TB, n int) {
+	t.Helper()
+	old := parallelism
+	parallelism = n
+	t.Cleanup(func() { parallelism = old })
+}
+
+// manyFiles is a new directory of n small files with varied owners,
+// modes and xattrs.
+func manyFiles(dir string, n int) []tent {
+	out := []tent{tDir(dir + "/")}
+	for i := 0; i < n; i++ {
+		e := tFile(fmt.Sprintf("%s/f%03d", dir, i), strings.Repeat(string(rune('a'+i%26)), i*37%5000))
+		switch i % 6 {
+		case 1:
+			e.h.Uid, e.h.Gid = 1000, 1000
+		case 2:
+			e.h.Mode = 0o4755
+		case 3:
+			e.h.Mode = 0o666
+		case 4:
+			e.h.Gid = 1234
+		case 5:
+			e = e.with("SCHILY.xattr.user.origin", fmt.Sprint(i))
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// The parallel applier gives what the serial one gives, error included,
+// also where a later entry meets a file a worker has yet to create.
+func TestApplyParallelMatchesSerial(t *testing.T) {
+	testutil.RequireRoot(t)
+	big := tFile("d/big", strings.Repeat("B", poolMaxFile+1))
+	cases := []struct {
+		name    string
+		setup   map[string]string
+		entries []tent
+	}{
+		{"new files", nil, append(append(manyFiles("d", 300), manyFiles("e", 50)...), big)},
+		{"whiteout of a file being created", nil, append(manyFiles("d", 100), tWhiteout("d/f050"), tWhiteout("d"), tFile("d/f001", "again"))},
+		{"name reused", nil, append(manyFiles("d", 100), tFile("d/f007", "second"), tFile("d/f008", "third"))},
+		{"hard link to a file being created", nil, append(manyFiles("d", 100), tDir("e/"), tLink("e/link", "d/f099"), tLink("d/f100", "d/f003"))},
+		{"path through a file being created", nil, append(manyFiles("d", 50), tFile("d/f049/x", "x"))},
+		{"file replaced by a directory", nil, append(manyFiles("d", 50), tDir("d/f010/"), tFile("d/f010/x", "x"))},
+		{"directory metadata after its files", nil, func() []tent {
+			es := manyFiles("d", 50)
+			again := tDir("d/")
+			again.h.Mode, again.h.Gid = 0o2775, 1234
+			es = append(es, again)
+			return append(es, manyFiles("d", 80)[51:]...)
+		}()},
+		{"opaque marker after its files", map[string]string{"o/old": "old", "o/sub/x": "x"},
+			append(manyFiles("o", 40), tFile("o/.wh..wh..opq", ""))},
+		{"existing directories", map[string]string{"etc/keep": "k", "etc/f005": "old"}, manyFiles("etc", 60)},
+		{"symlink in the way", map[string]string{"d/": "", "d/f003": "->/etc/passwd"}, manyFiles("d", 10)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := buildTar(t, c.entries...)
+			var want, wantErr string
+			for i, n := range []int{1, 2, 4} {
+				withParallelism(t, n)
+				root := t.TempDir()
+				if c.setup != nil {
+					tree(t, root, c.setup)
+				}
+				_, err := applyTo(t, root, b)
+				// Times the snapshot does not set: the setup's, and the
+				// directories' when Apply stopped before setting them.
+				noTimes := []string{"."}
+				for p := range c.setup {
+					p, _, _ = strings.Cut(p, "->")
+					noTimes = append(noTimes, strings.TrimSuffix(p, "/"))
+				}
+				for _, e := range c.entries {
+					if err != nil && e.h.Typeflag == '5' {
+						noTimes = append(noTimes, strings.TrimSuffix(e.h.Name, "/"))
+					}
+				}
+				got, gotErr := describeTree(t, root, noTimes...), fmt.Sprint(err)
+				if i == 0 {
+					want, wantErr = got, gotErr
+					continue
+				}
+				if gotErr != wantErr {
+					t.Errorf("%d workers: error %s, serial %s", n, gotErr, wantErr)
+				}
+				if got != want {
+					t.Errorf("%d workers: tree differs from the serial one: %s", n, lineDiff(got, want))
+				}
+			}
+		})
+	}
+}
+
+// A new file gets exactly the entry's owner and mode, whatever the
+// directory (setgid, another group, a default ACL) and the umask: creating
+// it with its mode and without a chown must not change the result.
+func TestApplyCreatedOwnerAndMode(t *testing.T) {
+	testutil.RequireRoot(t)
+	old := syscall.Umask(0o027)
+	defer syscall.Umask(old)
+	for _, n := range []int{1, 2} {
+		withParallelism(t, n)
+		root := t.TempDir()
+		tree(t, root, map[string]string{"sgid/": "", "grp/": "", "acl/": ""})
+		if err := os.Chown(filepath.Join(root, "sgid"), 0, 1234); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(root, "sgid"), 0o2775); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(filepath.Join(root, "grp"), 0, 1234); err != nil {
+			t.Fatal(err)
+		}
+		acl := true
+		if err := unix.Setxattr(filepath.Join(root, "acl"), "system.posix_acl_default", defaultACL(0o7, 0, 0), 0); err != nil {
+			if !errors.Is(err, unix.EOPNOTSUPP) {
+				t.Fatal(err)
+			}
+			acl = false
+		}
+		newDir := tDir("new/")
+		newDir.h.Mode, newDir.h.Gid = 0o2755, 1234
+		var es []tent
+		for _, dir := range []string{"sgid", "grp", "acl", "new", "plain"} {
+			if dir == "new" {
+				es = append(es, newDir)
+			}
+			for i, mode := range []int64{0o644, 0o640, 0o755, 0o666, 0o4755, 0o1777, 0o600} {
+				e := tFile(fmt.Sprintf("%s/m%d", dir, i), "x")
+				e.h.Mode = mode
+				es = append(es, e)
+			}
+			own := tFile(dir+"/owned", "y")
+			own.h.Gid = 1234
+			es = append(es, own)
+		}
+		mustApply(t, root, buildTar(t, es...))
+		for _, e := range es {
+			if e.h.Typeflag != '0' {
+				continue
+			}
+			if !acl && strings.HasPrefix(e.h.Name, "acl/") {
+				continue
+			}
+			st := lstat(t, filepath.Join(root, e.h.Name))
+			if st.Mode&0o7777 != uint32(e.h.Mode) || int(st.Uid) != e.h.Uid || int(st.Gid) != e.h.Gid {
+				t.Errorf("%d workers: %s: mode %o owner %d:%d, want %o %d:%d", n, e.h.Name, st.Mode&0o7777, st.Uid, st.Gid, e.h.Mode, e.h.Uid, e.h.Gid)
+			}
+		}
+	}
+}
+
+// defaultACL encodes a default ACL (user::, group::, other:: permissions)
+// in the kernel's xattr format (include/uapi/linux/posix_acl_xattr.h).
+func defaultACL(user, group, other uint16) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range [][2]uint16{{0x01, user}, {0x04, group}, {0x20, other}} {
+		b = binary.LittleEndian.AppendUint16(b, e[0])
+		b = binary.LittleEndian.AppendUint16(b, e[1])
+		b = binary.LittleEndian.AppendUint32(b, 0xffffffff)
+	}
+	return b
+}
+
+// A worker's failure names its entry and stops the restore.
+func TestApplyParallelError(t *testing.T) {
+	testutil.RequireRoot(t)
+	withParallelism(t, 2)
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=256k"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(root, unix.MNT_DETACH)
+	var es []tent
+	for i := 0; i < 200; i++ {
+		es = append(es, tFile(fmt.Sprintf("d/f%03d", i), strings.Repeat("z", 8192)))
+	}
+	_, err := applyTo(t, root, buildTar(t, append([]tent{tDir("d/")}, es...)...))
+	if !errors.Is(err, unix.ENOSPC) || !strings.HasPrefix(err.Error(), `apply "./d/f`) {
+		t.Errorf("err = %v, want ENOSPC naming a file", err)
+	}
+}
+
+// The two-stage Write gives the serial Write's bytes, and its error.
+func TestWriteParallelMatchesSerial(t *testing.T) {
+	testutil.RequireRoot(t)
+	upper := t.TempDir()
+	files := map[string]string{"big": strings.Repeat("0123456789", exportSmallFile/5), "l -> big": "", "e/": ""}
+	for i := 0; i < 500; i++ {
+		files[fmt.Sprintf("d%d/f%03d", i%7, i)] = strings.Repeat("x", i*13)
+	}
+	wtTree(t, upper, files)
+	if err := os.Link(filepath.Join(upper, "d1/f001"), filepath.Join(upper, "d1/hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(upper, "gone"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(upper, "d2"), XattrOpaque, []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	write := func(n int, opts ...WriteOpt) ([]byte, error) {
+		withParallelism(t, n)
+		var buf bytes.Buffer
+		_, err := Write(context.Background(), &buf, upper, opts...)
+		return buf.Bytes(), err
+	}
+	for _, f := range []Format{FormatOverlay, FormatOCI} {
+		want, err := write(1, WithFormat(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := write(2, WithFormat(f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: two stages: %d bytes, %v; serial %d bytes", f, len(got), err, len(want))
+		}
+	}
+	// A metacopy file without lowers fails the export at that file.
+	if err := unix.Setxattr(filepath.Join(upper, "d3/f003"), XattrMetacopy, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, serialErr := write(1)
+	_, err := write(2)
+	if serialErr == nil || fmt.Sprint(err) != serialErr.Error() {
+		t.Errorf("two stages: %v; serial: %v", err, serialErr)
+	}
+}
+
+// lineDiff shows the lines that differ between got and want.
+func lineDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	var sb strings.Builder
+	for i := 0; i < max(len(g), len(w)); i++ {
+		var a, b string
+		if i < len(g) {
+			a = g[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			fmt.Fprintf(&sb, "\n got: %s\nwant: %s", a, b)
+		}
+	}
+	return sb.String()
+}
