@@ -30,7 +30,16 @@ type wenv struct {
 
 func (b *bench) prepare(w *workload, needTree bool) (*wenv, error) {
 	start := time.Now()
-	lfs, err := newLoopFS(b.workdir, "ocisnap-bench-"+w.name, w.fsSize)
+	dir, backing := b.workdir, "disk"
+	if b.ramdir != "" && w.fsSize <= b.ramMax<<30 {
+		var st unix.Statfs_t
+		if err := os.MkdirAll(b.ramdir, 0o755); err == nil && unix.Statfs(b.ramdir, &st) == nil &&
+			st.Type == unix.TMPFS_MAGIC && int64(st.Bavail)*st.Bsize > w.fsSize {
+			dir, backing = b.ramdir, "tmpfs"
+		}
+	}
+	w.backing = backing
+	lfs, err := newLoopFS(dir, "ocisnap-bench-"+w.name, w.fsSize)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +258,15 @@ func (b *bench) exportTools(keys []string) []tool {
 }
 
 func pick(all []tool, keys []string) []tool {
+	for _, v := range variants {
+		for _, t := range all {
+			if t.key == "ocisnap" {
+				path, orig := v.V, t.argv
+				all = append(all, tool{key: "ocisnap[" + v.K + "]", name: "ocisnap[" + v.K + "]", verify: t.verify,
+					argv: func(e *wenv, target string) []string { a := orig(e, target); a[0] = path; return a }})
+			}
+		}
+	}
 	var out []tool
 	for _, k := range keys {
 		for _, t := range all {

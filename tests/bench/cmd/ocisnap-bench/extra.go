@@ -186,7 +186,7 @@ func describeMachine(workdir string) []kv {
 		{"memory", mem},
 		{"kernel (uname -r)", cmdOut("uname", "-r")},
 		{"disk", disk},
-		{"benchmark filesystem", "fresh ext4 (mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0) in a sparse image, mount -o loop, one per workload"},
+		{"benchmark filesystem", "fresh ext4 (mkfs.ext4 -i 8192 -E lazy_itable_init=0,lazy_journal_init=0) in a sparse image, mount -o loop, one per workload"},
 		{"Go", runtime.Version()},
 		{"GNU tar", cmdOut("tar", "--version")},
 		{"bsdtar", cmdOut("bsdtar", "--version")},

@@ -104,7 +104,7 @@ func newLoopFS(workdir, name string, size int64) (*loopFS, error) {
 	})
 	// Inode tables and journal initialized now, not by ext4lazyinit in
 	// the background while tools are timed.
-	if err := sh("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard", l.img); err != nil {
+	if err := sh("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard", "-i", "8192", l.img); err != nil {
 		l.release()
 		return nil, err
 	}

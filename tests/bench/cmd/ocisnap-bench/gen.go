@@ -25,6 +25,7 @@ type workload struct {
 	entries int64 // tar entries in the snapshot
 	bytes   int64 // file content bytes in the snapshot
 	upper   int64 // bytes in the upper (for export)
+	backing string
 }
 
 type gen struct {

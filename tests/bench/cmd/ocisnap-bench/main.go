@@ -30,6 +30,24 @@ type bench struct {
 	runs                 int
 	snapdrv, csdrv, hook string
 	log                  *os.File
+	tools                string // -tools
+	ramdir               string
+	ramMax               int64
+}
+
+// variants are other snapdrv builds measured alongside (-variant).
+var variants variantFlag
+
+type variantFlag []kv
+
+func (v *variantFlag) String() string { return fmt.Sprint(*v) }
+func (v *variantFlag) Set(s string) error {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok || name == "" || path == "" {
+		return fmt.Errorf("want NAME=PATH")
+	}
+	*v = append(*v, kv{name, path})
+	return nil
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -70,13 +88,18 @@ func run() int {
 		workdirDef = "/var/tmp/ocisnap-bench"
 	)
 	flag.StringVar(&b.workdir, "workdir", workdirDef, "scratch directory for the loop filesystem images")
+	flag.StringVar(&b.ramdir, "ramdir", "/dev/shm/ocisnap-bench", "tmpfs directory for the images of workloads up to -ram-max (empty: always -workdir)")
+	flag.Int64Var(&b.ramMax, "ram-max-gib", 4, "largest loop filesystem (GiB) put in -ramdir")
 	flag.Uint64Var(&b.seed, "seed", 1, "seed of the generated workloads")
 	flag.IntVar(&b.runs, "runs", 5, "timed runs per tool (after one warm-up round); the median is reported")
 	flag.StringVar(&b.snapdrv, "snapdrv", filepath.Join(binDir, "snapdrv"), "the ocisnap engine driver")
 	flag.StringVar(&b.csdrv, "csdrv", filepath.Join(binDir, "csdrv"), "the containers/storage driver")
 	flag.StringVar(&b.hook, "hook", "", "bin/ocisnap-hook, for the hook overhead (skipped if empty)")
 	flag.BoolVar(&verbose, "v", false, "show the tools' stderr")
+	flag.IntVar(&niceness, "nice", 0, "run the timed tools at this nice value (0: as is); all tools alike")
 	commit := flag.String("commit", "", "the ocisnap commit measured, for the report")
+	flag.Var(&variants, "variant", "NAME=PATH: also measure this snapdrv build as ocisnap[NAME] (repeatable; A/B of engine levers)")
+	toolsFlag := flag.String("tools", "", "comma-separated tool keys to run instead of the mode's (ocisnap,ocisnap-oci,gnutar,bsdtar,cstorage,cat,cp)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -111,7 +134,7 @@ func run() int {
 		os.Exit(130)
 	}()
 
-	rep := &report{Quick: *quick, Seed: b.seed, Runs: b.runs, Date: time.Now().UTC().Format(time.RFC3339), Plot: *plotName}
+	rep := &report{Quick: *quick, Seed: b.seed, Runs: b.runs, Date: time.Now().UTC().Format(time.RFC3339), Plot: *plotName, Nice: niceness}
 	rep.Machine = describeMachine(b.workdir)
 	if *commit != "" {
 		rep.Versions = append(rep.Versions, kv{"ocisnap", *commit})
@@ -124,6 +147,7 @@ func run() int {
 		return *only == "" || slices.Contains(strings.Split(*only, ","), name)
 	}
 
+	b.tools = *toolsFlag
 	var err error
 	if *prepOnly {
 		return b.prepareOnly(*quick, selected)
@@ -261,12 +285,18 @@ func (b *bench) runQuick(rep *report, selected func(string) bool) error {
 }
 
 func (b *bench) workload(w *workload, keys []string, floors, withStrace bool) (wresult, error) {
+	if b.tools != "" {
+		keys = strings.Split(b.tools, ",")
+	}
+	for _, v := range variants {
+		keys = append(keys, "ocisnap["+v.K+"]")
+	}
 	e, err := b.prepare(w, slices.Contains(keys, "cp"))
 	if err != nil {
 		return wresult{}, err
 	}
 	defer e.Close()
-	wr := wresult{Name: w.name, Desc: w.desc, Axis: w.axis, Entries: w.entries, Bytes: w.bytes, Upper: w.upper}
+	wr := wresult{Name: w.name, Desc: w.desc, Axis: w.axis, Entries: w.entries, Bytes: w.bytes, Upper: w.upper, Backing: w.backing}
 	exportKeys := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "ocisnap-oci" })
 	if wr.Restore, err = b.restore(e, b.restoreTools(keys)); err != nil {
 		return wr, err

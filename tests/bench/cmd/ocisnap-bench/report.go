@@ -9,6 +9,7 @@ import (
 
 type wresult struct {
 	Name, Desc, Axis      string
+	Backing               string
 	Entries, Bytes, Upper int64
 	Restore, Export       map[string]stats
 	Strace                map[string]syscallCount `json:",omitempty"`
@@ -24,6 +25,7 @@ type report struct {
 	Machine            []kv
 	LoadStart, LoadEnd string
 	Plot               string
+	Nice               int
 	Workloads          []wresult
 	Hook               *hookResult  `json:",omitempty"`
 	Lower              *lowerResult `json:",omitempty"`
@@ -130,8 +132,8 @@ func (r *report) markdown(notesFile string) string {
 	for _, v := range r.Versions {
 		p("| %s | %s |\n", v.K, v.V)
 	}
-	p("| run | %s, seed %d, median of %d runs per tool after a warm-up round, tools interleaved and rotated; load average %s at the start, %s at the end |\n\n",
-		r.Date, r.Seed, r.Runs, r.LoadStart, r.LoadEnd)
+	p("| run | %s, seed %d, median of %d runs per tool after a warm-up round, tools interleaved and rotated, each at nice %d; load average %s at the start, %s at the end |\n\n",
+		r.Date, r.Seed, r.Runs, r.Nice, r.LoadStart, r.LoadEnd)
 
 	if !r.Quick {
 		p("## Method\n\n")
@@ -161,7 +163,7 @@ func (r *report) markdown(notesFile string) string {
 
 	for _, w := range r.Workloads {
 		p("## %s — %s\n\n", w.Name, w.Desc)
-		p("Snapshot: %d entries, %s of file content; upper: %s.\n\n", w.Entries, mib(w.Bytes), mib(w.Upper))
+		p("Snapshot: %d entries, %s of file content; upper: %s; loop image on %s.\n\n", w.Entries, mib(w.Bytes), mib(w.Upper), w.Backing)
 		for _, op := range []struct {
 			name string
 			m    map[string]stats
@@ -171,7 +173,11 @@ func (r *report) markdown(notesFile string) string {
 			}
 			p("**%s**\n\n| tool | median | min – max | vs GNU tar | × cat floor | × cp floor | µs/entry | CPU | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n", op.name)
 			tar, cat, cp := op.m["gnutar"], op.m["cat"], op.m["cp"]
-			for _, k := range toolOrder {
+			order := toolOrder
+			for _, v := range variants {
+				order = append(order, "ocisnap["+v.K+"]")
+			}
+			for _, k := range order {
 				s, ok := op.m[k]
 				if !ok {
 					continue
@@ -189,7 +195,11 @@ func (r *report) markdown(notesFile string) string {
 						vsTar = fmt.Sprintf("%.2f× slower", 1/speedup(s, tar))
 					}
 				}
-				p("| %s | %s | %s – %s | %s | %s | %s | %.1f | %s | %s |\n", toolNames[k], secs(s.Median), secs(s.Min), secs(s.Max),
+				name := toolNames[k]
+				if name == "" {
+					name = k
+				}
+				p("| %s | %s | %s – %s | %s | %s | %s | %.1f | %s | %s |\n", name, secs(s.Median), secs(s.Min), secs(s.Max),
 					vsTar, ratio(cat), ratio(cp), s.Median.Seconds()*1e6/float64(max(w.Entries, 1)), secs(s.CPU), mib(s.MaxRSS))
 			}
 			p("\n")
