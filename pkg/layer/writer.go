@@ -32,10 +32,17 @@ var epoch = time.Unix(0, 0)
 // be merged into it.
 type Writer struct {
 	tw     *tar.Writer
+	out    io.Writer // tw's
 	format Format
 	buf    []byte
 	err    error
 	n      Stats // tar headers and content bytes written
+
+	// Headers archive/tar would encode the same are written directly
+	// (appendFastHeader); then so are their content and padding.
+	hdrBuf      []byte
+	direct      bool
+	remain, pad int64
 
 	// overlay format: the last directory header, not yet written.
 	pending     *tar.Header
@@ -56,7 +63,7 @@ func NewWriter(w io.Writer, f Format) *Writer {
 	if f == "" {
 		f = FormatOverlay
 	}
-	wr := &Writer{tw: tar.NewWriter(w), format: f}
+	wr := &Writer{tw: tar.NewWriter(w), out: w, format: f}
 	if f == FormatOverlay {
 		wr.dirs = make(map[string]*tar.Header)
 	}
@@ -92,6 +99,10 @@ func (w *Writer) Close() error {
 	if err := w.flushPending(); err != nil {
 		w.err = err
 		return err
+	}
+	if err := w.endEntry(); err != nil {
+		w.err = fmt.Errorf("write end of archive: %w", err)
+		return w.err
 	}
 	if err := w.tw.Close(); err != nil {
 		w.err = fmt.Errorf("write end of archive: %w", err)
@@ -171,6 +182,14 @@ func (w *Writer) writeEntry(e *Entry, content io.Reader) error {
 // reads into its own buffer rather than let r (an *os.File) pick a small
 // one through WriteTo.
 func (w *Writer) copyContent(r io.Reader, n int64) (int64, error) {
+	if dr, ok := r.(*dataReader); ok && int64(len(dr.data)) >= n {
+		// Read into memory already (Write's walker): no second copy.
+		if _, err := w.writeData(dr.data[:n]); err != nil {
+			return 0, err
+		}
+		w.n.Bytes += n
+		return n, nil
+	}
 	if w.buf == nil {
 		w.buf = make([]byte, copyBufSize)
 	}
@@ -182,7 +201,7 @@ func (w *Writer) copyContent(r io.Reader, n int64) (int64, error) {
 		}
 		m, err := io.ReadFull(r, chunk)
 		if m > 0 {
-			if _, werr := w.tw.Write(chunk[:m]); werr != nil {
+			if _, werr := w.writeData(chunk[:m]); werr != nil {
 				return done, werr
 			}
 			done += int64(m)
@@ -199,11 +218,54 @@ func (w *Writer) copyContent(r io.Reader, n int64) (int64, error) {
 }
 
 func (w *Writer) writeHeader(hdr *tar.Header) error {
-	if err := w.tw.WriteHeader(hdr); err != nil {
+	if err := w.endEntry(); err != nil {
+		return fmt.Errorf("write entry %q: %w", hdr.Name, err)
+	}
+	if b, ok := appendFastHeader(w.hdrBuf[:0], hdr); ok {
+		w.hdrBuf = b
+		if _, err := w.out.Write(b); err != nil {
+			return fmt.Errorf("write entry %q: %w", hdr.Name, err)
+		}
+		w.direct, w.remain, w.pad = true, 0, 0
+		if hdr.Typeflag == tar.TypeReg {
+			w.remain, w.pad = hdr.Size, blockPadding(hdr.Size)
+		}
+	} else if err := w.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write entry %q: %w", hdr.Name, err)
 	}
 	w.n.Entries++
 	return nil
+}
+
+// endEntry pads the entry written last, as archive/tar's Flush.
+func (w *Writer) endEntry() error {
+	if !w.direct {
+		return w.tw.Flush()
+	}
+	if w.remain > 0 {
+		return fmt.Errorf("archive/tar: missed writing %d bytes", w.remain)
+	}
+	w.direct = false
+	if w.pad > 0 {
+		var zero [blockSize]byte
+		if _, err := w.out.Write(zero[:w.pad]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeData writes content of the current entry.
+func (w *Writer) writeData(p []byte) (int, error) {
+	if !w.direct {
+		return w.tw.Write(p)
+	}
+	if int64(len(p)) > w.remain {
+		return 0, tar.ErrWriteTooLong
+	}
+	n, err := w.out.Write(p)
+	w.remain -= int64(n)
+	return n, err
 }
 
 // stats returns the tar headers and content bytes written so far.
@@ -400,4 +462,22 @@ func encode(w io.Writer, f Format, c Compression, body func(*Writer) error) (Sta
 		}
 	}
 	return tw.stats(), err
+}
+
+// dataReader returns data, then end (io.EOF if nil).
+type dataReader struct {
+	data []byte
+	end  error
+}
+
+func (r *dataReader) Read(b []byte) (int, error) {
+	if len(r.data) == 0 {
+		if r.end != nil {
+			return 0, r.end
+		}
+		return 0, io.EOF
+	}
+	n := copy(b, r.data)
+	r.data = r.data[n:]
+	return n, nil
 }
