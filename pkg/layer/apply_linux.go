@@ -46,6 +46,9 @@ type applier struct {
 	// fresh holds the directories this Apply made and has removed nothing
 	// since: a name in one that is not in applied is free.
 	fresh map[string]struct{}
+	// aliased: some path of this Apply went through a symlink inside the
+	// root (see sawAlias).
+	aliased bool
 	// What a file created by this process gets without a chown or a
 	// chmod (see ownedAsCreated): its effective ids, and the umask of
 	// this goroutine's thread and of the pool's (ok false: unknown,
@@ -352,6 +355,9 @@ func closeFd(fd int) error { return unix.Close(fd) }
 // isFree reports whether nothing is at p, in directory dir: dir was made
 // by this Apply and nothing has been applied at p since.
 func (a *applier) isFree(dir, p string) bool {
+	if a.aliased {
+		return false
+	}
 	if _, ok := a.fresh[dir]; !ok {
 		return false
 	}

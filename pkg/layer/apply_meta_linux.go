@@ -251,14 +251,12 @@ func (a *applier) dirInfo(dir string, fd int) dirInfo {
 	return *slot
 }
 
-// forgetDirInfo drops what is known of directory p: its metadata is about
-// to change.
+// forgetDirInfo drops what is known of directories: the metadata of p is
+// about to change. All of it goes, not only p's: a symlink inside the root
+// can make the cached directory and p one and the same.
 func (a *applier) forgetDirInfo(p string) {
-	if p == "" {
-		a.rootInfo = dirInfo{}
-	} else if p == a.cacheDir {
-		a.cacheInfo = dirInfo{}
-	}
+	a.rootInfo = dirInfo{}
+	a.cacheInfo = dirInfo{}
 }
 
 func readDirInfo(fd int) dirInfo {

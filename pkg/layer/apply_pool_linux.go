@@ -277,6 +277,17 @@ func (p *filePool) settle() error {
 	return p.wait()
 }
 
+// forgetDir drops the shared directory descriptor: the directory it was
+// opened for may be removed or replaced, and a later job must not create
+// its file in the old one.
+func (p *filePool) forgetDir() {
+	p.flush()
+	if p.dir != nil {
+		p.dir.release()
+		p.dir, p.dirPath = nil, ""
+	}
+}
+
 // createIn returns the shared descriptor of directory dir (open at fd,
 // which the caller keeps) for a job creating a file in it (see pushNew).
 // A batch holds the files of one directory: two workers then seldom

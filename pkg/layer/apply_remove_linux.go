@@ -145,6 +145,9 @@ func (a *applier) removeAt(pfd int, name, p string) error {
 		}
 	}
 	clear(a.fresh)
+	if a.pool != nil {
+		a.pool.forgetDir()
+	}
 	a.invalidate(p)
 	if err := removeAllAt(pfd, name); err != nil {
 		return fmt.Errorf("remove %q: %w", p, err)

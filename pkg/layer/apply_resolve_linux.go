@@ -90,11 +90,23 @@ func (a *applier) openBeneath(p string) (int, error) {
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: resolveBeneath,
 	}
+	if a.pool != nil && !a.aliased {
+		// The pool's bookkeeping goes by path: first see whether p
+		// passes through a symlink (one that stays inside the root),
+		// which would give a directory a second name.
+		how.Resolve |= unix.RESOLVE_NO_SYMLINKS
+	}
 	for tries := 0; ; tries++ {
 		fd, err := unix.Openat2(a.rootFd, p, how)
 		switch {
 		case err == nil:
 			return fd, nil
+		case errors.Is(err, unix.ELOOP) && how.Resolve&unix.RESOLVE_NO_SYMLINKS != 0:
+			if err := a.sawAlias(); err != nil {
+				return -1, err
+			}
+			how.Resolve &^= unix.RESOLVE_NO_SYMLINKS
+			continue
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN) && tries < 16:
 			// EAGAIN: a concurrent rename or mount made the kernel
 			// unsure the lookup stayed beneath root; retry.
@@ -108,6 +120,21 @@ func (a *applier) openBeneath(p string) (int, error) {
 		}
 		return -1, fmt.Errorf("open directory %q: %w", p, err)
 	}
+}
+
+// sawAlias notes that a path passed through a symlink inside the root: a
+// directory may now have several names, so the pool's name-keyed shortcuts
+// (a worker creating a "certainly free" name) stop for the rest of this
+// Apply, once every file queued so far is finished.
+func (a *applier) sawAlias() error {
+	a.aliased = true
+	clear(a.fresh)
+	a.forgetDirInfo("")
+	if a.pool == nil {
+		return nil
+	}
+	a.pool.forgetDir()
+	return a.pool.wait()
 }
 
 func (a *applier) dropCache() {
