@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what ocisnap's build, tests and demo need on Debian/Ubuntu, if missing.
-# Usage: hack/deps.sh [test|demo|package]
+# Usage: hack/deps.sh [test|demo|package|bench]
 set -euo pipefail
 want=(runc podman busybox tar)
 pkgs=(runc podman busybox-static tar)
@@ -9,6 +9,8 @@ case "${1:-test}" in
            pkgs+=(erofs-utils squashfs-tools libarchive-tools attr go-md2man bsdutils uidmap python3) ;;
   package) want+=(go-md2man rpmbuild rpmlint dpkg-buildpackage lintian dh)
            pkgs+=(go-md2man rpm rpmlint dpkg-dev lintian debhelper) ;;
+  bench)   want+=(bsdtar strace mkfs.ext4 losetup /usr/bin/time findmnt)
+           pkgs+=(libarchive-tools strace e2fsprogs mount time util-linux) ;;
   demo)    ;;
 esac
 missing=()

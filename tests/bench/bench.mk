@@ -19,7 +19,7 @@ BENCH_COMMIT    = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git 
 .PHONY: bench bench-quick bench-deps bench-tools
 
 bench-deps:
-	$(BENCH_DIR)/deps.sh
+	hack/deps.sh bench
 
 bench-tools:
 	cd $(BENCH_DIR) && CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
