@@ -199,7 +199,7 @@ func requireTools(names ...string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing: %s (tests/bench/deps.sh installs the system tools; make bench builds the drivers)", strings.Join(missing, " "))
+		return fmt.Errorf("missing: %s (hack/deps.sh bench installs the system tools; make bench builds the drivers)", strings.Join(missing, " "))
 	}
 	return nil
 }
