@@ -16,18 +16,25 @@ import (
 // cleanups undoes, last first, every mount, loop device and scratch
 // directory the benchmark made, also on error and on SIGINT/SIGTERM.
 var cleanups struct {
-	mu  sync.Mutex
-	fns []func()
+	mu      sync.Mutex
+	fns     []func()
+	stopped bool // by a signal: nothing new may be left behind
 }
 
 // onCleanup registers fn and returns a function that runs it now (once)
-// and forgets it.
+// and forgets it. After a signal it undoes what fn is for at once and
+// parks the caller until the process exits.
 func onCleanup(fn func()) (runNow func()) {
 	cleanups.mu.Lock()
-	defer cleanups.mu.Unlock()
 	var once sync.Once
 	f := func() { once.Do(fn) }
+	if cleanups.stopped {
+		cleanups.mu.Unlock()
+		f()
+		select {}
+	}
 	cleanups.fns = append(cleanups.fns, f)
+	cleanups.mu.Unlock()
 	return f
 }
 
@@ -39,6 +46,14 @@ func cleanupAll() {
 	for i := len(fns) - 1; i >= 0; i-- {
 		fns[i]()
 	}
+}
+
+// stopAll is cleanupAll for a signal: later registrations undo themselves.
+func stopAll() {
+	cleanups.mu.Lock()
+	cleanups.stopped = true
+	cleanups.mu.Unlock()
+	cleanupAll()
 }
 
 func sh(name string, args ...string) error {
@@ -100,7 +115,9 @@ func newLoopFS(workdir, name string, size int64) (*loopFS, error) {
 		unmount(l.dir)
 		detachLoops(l.img)
 		os.Remove(l.img)
-		os.Remove(l.dir)
+		if !isMountpoint(l.dir) {
+			os.RemoveAll(l.dir) // directories a run interrupted by a signal made
+		}
 	})
 	// Inode tables and journal initialized now, not by ext4lazyinit in
 	// the background while tools are timed.
@@ -162,4 +179,14 @@ func (o *overlay) remove() error {
 
 func removeAll(dir string) error {
 	return sh("rm", "-rf", "--one-file-system", dir)
+}
+
+// isMountpoint reports whether dir is a mount point (or cannot be
+// checked): its device differs from its parent's.
+func isMountpoint(dir string) bool {
+	var st, pst unix.Stat_t
+	if unix.Lstat(dir, &st) != nil || unix.Lstat(filepath.Dir(dir), &pst) != nil {
+		return true
+	}
+	return st.Dev != pst.Dev
 }

@@ -130,7 +130,7 @@ func run() int {
 	go func() {
 		s := <-sig
 		fmt.Fprintf(os.Stderr, "ocisnap-bench: %v: cleaning up\n", s)
-		cleanupAll()
+		stopAll()
 		os.Exit(130)
 	}()
 
