@@ -20,14 +20,16 @@ GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
 BINARIES   := ocisnap-hook ocisnap
 TEST_TIMEOUT ?= 60m
 TEST_FUZZTIME ?= 20s
+TEST_BENCH_MAX_RATIO ?= 1.5
 
-.PHONY: all build install uninstall test unit e2e lint demo docs bench bench-quick deps clean
+.PHONY: all build install uninstall test unit e2e lint demo docs deps clean
 
 all: build
 
 -include packaging/packaging.mk
 -include docs/docs.mk
 -include fuzz.mk
+-include tests/bench/bench.mk
 
 build:
 	@mkdir -p bin
@@ -61,6 +63,9 @@ test: deps build
 	$(MAKE) package-test
 	@# Each fuzz target for a bounded time (crashers land in testdata/fuzz).
 	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
+	@# Ratios to GNU tar, not absolute times; the bound catches a real
+	@# regression without failing on a loaded 2-core machine.
+	$(MAKE) bench-quick BENCH_QUICK_MAX_RATIO=$(TEST_BENCH_MAX_RATIO)
 
 unit:
 	$(GO) test -count=1 -short ./pkg/... ./hooks/... ./internal/...
