@@ -31,7 +31,7 @@ type Reader struct {
 	dec  io.ReadCloser
 	comp Compression
 	cr   *readCounter
-	tr   *tar.Reader
+	tr   *tarStream
 
 	// whiteouts holds the cleaned tar names of whiteout entries: gVisor
 	// writes the second and later whiteouts as hard links to the first.
@@ -56,7 +56,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		dec:       dec,
 		comp:      comp,
 		cr:        cr,
-		tr:        tar.NewReader(cr),
+		tr:        newTarStream(cr),
 		whiteouts: make(map[string]struct{}),
 	}, nil
 }
