@@ -342,9 +342,7 @@ func withDeadline(t testing.TB, fn func() error) error {
 // TestApplySeedsRefused pins the expected outcome of the hostile seeds
 // that must fail (the fuzzer only checks that nothing escapes).
 func TestApplySeedsRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to apply entries owned by root")
-	}
+	testutil.RequireRoot(t) // entries owned by root
 	seeds := applySeeds(t)
 	for _, name := range []string{"dotdot", "absolute", "dotdot-middle", "dot-slash-dotdot", "symlink-root-through",
 		"hardlink-host", "hardlink-dotdot", "device", "symlink-up-and-out", "hardlink-relative", "hardlink-absolute",

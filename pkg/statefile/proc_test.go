@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 func statLine(comm, state string, start string) []byte {
@@ -56,9 +58,10 @@ func TestParseStat(t *testing.T) {
 // startHostile runs /bin/sleep under a name whose comm has ") (" in it.
 func startHostile(t *testing.T) *exec.Cmd {
 	t.Helper()
+	testutil.RequireTools(t, "sleep")
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no sleep in PATH")
+		t.Fatal(err)
 	}
 	link := filepath.Join(t.TempDir(), "x) (y) 1 2")
 	if err := os.Symlink(sleep, link); err != nil {
