@@ -45,6 +45,10 @@ type walker struct {
 	ovl   string            // overlay xattr prefix in use
 	links map[devIno]string // first path written of each multiply linked file
 	pipe  *exportPipe       // nil: put writes the entry itself
+	// The upper directory walkUpper is reading, and its descriptor shared
+	// with the pipe's reader stage (made when first needed).
+	dirFd  int
+	dirRef *dirRef
 
 	direntBuf []byte
 	nameBuf   []byte // xattr name lists
@@ -139,6 +143,7 @@ func writeUpper(ctx context.Context, tw *Writer, upper string, o *writeOptions) 
 		return wk.root()
 	}
 	go wk.pipe.walk(wk.root)
+	go wk.pipe.read()
 	return wk.pipe.write(func(it *exportItem) error {
 		return wk.write(it.rel, it.e, it.content())
 	})
@@ -173,6 +178,14 @@ func (wk *walker) root() error {
 // walkUpper exports the upper directory open at fd: its own entries only,
 // the changes to the layers below.
 func (wk *walker) walkUpper(fd int, node *dirNode) error {
+	savedFd, savedRef := wk.dirFd, wk.dirRef
+	wk.dirFd, wk.dirRef = fd, nil
+	defer func() {
+		if wk.dirRef != nil {
+			wk.dirRef.release()
+		}
+		wk.dirFd, wk.dirRef = savedFd, savedRef
+	}()
 	names, err := wk.readDirNames(fd)
 	if err != nil {
 		return exportError(node.rel, fmt.Errorf("read directory: %w", err))
@@ -355,6 +368,29 @@ func (wk *walker) regular(rel string, ob *object, parent *dirNode, res *lookupRe
 		}
 		wk.links[key] = rel
 	}
+	if wk.pipe != nil && res == nil && ob.dirfd == wk.dirFd && st.Size > 0 && st.Size <= exportSmallFile {
+		// The reader stage opens and reads it; its metadata is read by
+		// name. A metacopy file is read here, below.
+		meta, plain, err := wk.xattrs(-1, ob)
+		if err != nil {
+			return exportError(rel, err)
+		}
+		if _, ok := meta[ovlMetacopy]; !ok {
+			hdr, err := wk.header(rel, st, plain)
+			if err != nil {
+				return err
+			}
+			if wk.dirRef == nil {
+				dfd, err := unix.FcntlInt(uintptr(wk.dirFd), unix.F_DUPFD_CLOEXEC, 0)
+				if err != nil {
+					return exportError(rel, err)
+				}
+				wk.dirRef = &dirRef{fd: dfd}
+				wk.dirRef.refs.Store(1)
+			}
+			return wk.pipe.queueRead(rel, &Entry{Path: rel, Header: hdr}, wk.dirRef, ob.name)
+		}
+	}
 	fd, err := unix.Openat(ob.dirfd, ob.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return exportError(rel, err)
@@ -460,7 +496,10 @@ func (wk *walker) put(rel string, e *Entry, content io.Reader) error {
 }
 
 func (wk *walker) write(rel string, e *Entry, content io.Reader) error {
-	if content != nil {
+	switch content.(type) {
+	case nil, *dataReader:
+		// In memory already.
+	default:
 		content = ctxReader{ctx: wk.ctx, r: content}
 	}
 	if err := wk.w.WriteEntry(e, content); err != nil {

@@ -2,16 +2,17 @@
 
 package layer
 
-// Write runs in two stages when there is more than one P: the walker
-// (directory reads, stats, xattrs, opens, and the content of small files,
-// read into memory) runs ahead in its own goroutine, and the caller's
-// goroutine encodes the entries and writes the tar stream, in the
-// walker's order. The output is byte for byte the serial one, and an
-// error stops the export where the serial walk would have stopped: the
-// walker's error travels down the queue behind the entries before it.
+// Write runs in three stages when there is more than one P: the walker
+// (directory reads, stats, xattrs by name, headers) runs ahead in its own
+// goroutine; a reader goroutine opens, reads into memory and closes the
+// small regular files the walker found; the caller's goroutine encodes the
+// entries and writes the tar stream, in the walker's order. The output is
+// byte for byte the serial one, and an error stops the export where the
+// serial walk would have stopped: it travels down the queue behind the
+// entries before it.
 //
-// Why: exporting a small file is ~6 system calls on the upper plus the
-// tar encoding and the write of the stream; on two cores the two halves
+// Why: exporting a small file is ~5 system calls on the upper plus the
+// tar encoding and the write of the stream; on two cores the stages
 // overlap. tests/bench/results.md has the numbers.
 
 import (
@@ -26,8 +27,10 @@ import (
 // Pipe bounds: at most exportArenas arenas of exportArenaSize hold the
 // content read ahead (8 MiB), and at most exportQueue batches of
 // exportBatch entries wait. Files over exportSmallFile are read by the
-// writing stage, through a duplicated descriptor. Entries travel in
-// batches so that the stages do not wake each other for every file.
+// writing stage, through a duplicated descriptor: reading them in chunks
+// in the reader stage instead, overlapping the writes, was measured and
+// gained nothing (tests/bench/notes.md). Entries travel in batches so
+// that the stages do not wake each other for every file.
 const (
 	exportArenaSize = 1 << 20
 	exportArenas    = 8
@@ -40,8 +43,11 @@ const (
 var errPipeStopped = errors.New("layer: export stopped")
 
 type exportItem struct {
-	rel   string
-	e     *Entry
+	rel string
+	e   *Entry
+	// A small file for the reader stage to read into data: name in dir.
+	dir   *dirRef
+	name  string
 	fd    int          // content to read (a large file), owned; -1: none
 	r     io.Reader    // content to read, not a descriptor
 	data  []byte       // content read already
@@ -56,8 +62,9 @@ type exportArena struct {
 }
 
 type exportPipe struct {
-	items  chan []exportItem
-	batch  []exportItem // the walker's, not sent yet
+	toRead chan []exportItem // walker -> reader stage
+	items  chan []exportItem // reader stage -> writer
+	batch  []exportItem      // the walker's, not sent yet
 	stop   chan struct{}
 	free   chan *exportArena
 	made   int
@@ -76,6 +83,7 @@ func newExportPipe() *exportPipe {
 		return nil
 	}
 	return &exportPipe{
+		toRead: make(chan []exportItem, exportQueue),
 		items:  make(chan []exportItem, exportQueue),
 		stop:   make(chan struct{}),
 		free:   make(chan *exportArena, exportArenas),
@@ -100,7 +108,7 @@ func (p *exportPipe) flush() error {
 	b := p.batch
 	p.batch = make([]exportItem, 0, exportBatch)
 	select {
-	case p.items <- b:
+	case p.toRead <- b:
 		return nil
 	case <-p.stop:
 		for i := range b {
@@ -157,6 +165,10 @@ func (p *exportPipe) discard(it *exportItem) {
 		unix.Close(it.fd)
 		it.fd = -1
 	}
+	if it.dir != nil {
+		it.dir.release()
+		it.dir = nil
+	}
 	p.release(it.arena)
 	it.arena = nil
 }
@@ -195,10 +207,63 @@ func (p *exportPipe) queue(rel string, e *Entry, content io.Reader) error {
 	return p.send(it)
 }
 
+// queueRead queues a small regular file for the reader stage: name in the
+// directory dir (the walker's descriptor, shared), size bytes.
+func (p *exportPipe) queueRead(rel string, e *Entry, dir *dirRef, name string) error {
+	buf, a := p.reserve(int(e.Header.Size))
+	dir.refs.Add(1)
+	return p.send(exportItem{rel: rel, e: e, fd: -1, dir: dir, name: name, data: buf, arena: a})
+}
+
+// read is the reader stage: it fills the items queued with queueRead, in
+// order, and passes every batch on.
+func (p *exportPipe) read() {
+	defer close(p.items)
+	for b := range p.toRead {
+		for i := range b {
+			if it := &b[i]; it.dir != nil {
+				select {
+				case <-p.stop:
+				default:
+					it.readFile()
+				}
+			}
+		}
+		select {
+		case p.items <- b:
+		case <-p.stop:
+			for i := range b {
+				p.discard(&b[i])
+			}
+		}
+	}
+}
+
+// readFile reads the item's file as the walker would have: a failure to
+// open it stops the export there, a short read fails in the Writer.
+func (it *exportItem) readFile() {
+	fd, err := unix.Openat(it.dir.fd, it.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	it.dir.release()
+	it.dir = nil
+	if err != nil {
+		it.err = exportError(it.rel, err)
+		return
+	}
+	n, err := io.ReadFull(fdReader(fd), it.data)
+	unix.Close(fd)
+	it.data = it.data[:n]
+	if err != nil {
+		it.rerr = err
+		if err == io.ErrUnexpectedEOF {
+			it.rerr = io.EOF
+		}
+	}
+}
+
 // walk runs the walker and queues its error, if any, behind its entries.
 func (p *exportPipe) walk(walk func() error) {
 	defer close(p.walked)
-	defer close(p.items)
+	defer close(p.toRead)
 	defer func() { p.release(p.arena) }()
 	if err := walk(); err != nil && !errors.Is(err, errPipeStopped) {
 		p.batch = append(p.batch, exportItem{fd: -1, err: err})
