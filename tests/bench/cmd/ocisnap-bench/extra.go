@@ -91,7 +91,7 @@ func (b *bench) lowerIndependence() (*lowerResult, error) {
 	if err := mkdirs(empty); err != nil {
 		return nil, err
 	}
-	img, err := duBytes(e.image)
+	img, _, err := duBytes(e.image)
 	if err != nil {
 		return nil, err
 	}
