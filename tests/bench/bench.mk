@@ -2,8 +2,11 @@
 # Included from the top-level Makefile (-include tests/bench/bench.mk).
 #
 #   make bench        full run (~40 min as root): tests/bench/results.md, results.json, scaling.png
-#   make bench-quick  CI check (<1 min as root): scaled-down workloads, fails if ocisnap is
-#                     slower than BENCH_QUICK_MAX_RATIO × GNU tar or over 64 MiB peak RSS
+#   make bench-quick  CI check (<1 min as root): scaled-down workloads (2,000 small files,
+#                     10,000 tiny ones, 2 × 64 MiB), ocisnap against GNU tar, 7 interleaved runs;
+#                     fails if ocisnap's best run takes more than BENCH_QUICK_MAX_RATIO × GNU tar's
+#                     best (today ocisnap takes 0.4-0.75×; 1.3 absorbs a loaded 2-core runner, where
+#                     ocisnap's parallelism has no idle core to use) or peaks over 64 MiB RSS
 #
 # Both need root (loop devices, overlay mounts); without root they skip, except under CI=true.
 
@@ -13,7 +16,7 @@ BENCH_BIN       := $(BENCH_DIR)/bin
 BENCH_WORKDIR   ?= /var/tmp/ocisnap-bench
 BENCH_RUNS      ?= 5
 BENCH_FLAGS     ?=
-BENCH_QUICK_MAX_RATIO ?= 1.0
+BENCH_QUICK_MAX_RATIO ?= 1.3
 BENCH_COMMIT    = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- pkg 2>/dev/null || echo -dirty)
 
 .PHONY: bench bench-quick bench-deps bench-tools
@@ -30,7 +33,7 @@ bench: bench-deps build bench-tools
 		-out $(BENCH_DIR)/results.md -json $(BENCH_DIR)/results.json $(BENCH_FLAGS)
 	$(BENCH_BIN)/benchplot -in $(BENCH_DIR)/results.json -out $(BENCH_DIR)/scaling.png
 
-bench-quick:
+bench-quick: bench-deps
 	cd $(BENCH_DIR) && CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/ocisnap-bench ./cmd/snapdrv
-	$(BENCH_BIN)/ocisnap-bench -quick -workdir $(BENCH_WORKDIR)-quick \
+	$(BENCH_BIN)/ocisnap-bench -quick -runs 7 -workdir $(BENCH_WORKDIR)-quick \
 		-max-ratio $(BENCH_QUICK_MAX_RATIO) -commit "$(BENCH_COMMIT)" $(BENCH_FLAGS)

@@ -283,8 +283,8 @@ func (r *report) scalingSection(p func(string, ...any)) {
 	p("\n")
 }
 
-// checkQuick returns the bench-quick failures: ocisnap slower than maxRatio
-// times GNU tar, or over the RSS bound.
+// checkQuick returns the bench-quick failures: ocisnap's best run slower
+// than maxRatio times GNU tar's best run, or over the RSS bound.
 func (r *report) checkQuick(maxRatio float64, maxRSS int64) []string {
 	var fails []string
 	for _, w := range r.Workloads {
@@ -297,9 +297,11 @@ func (r *report) checkQuick(maxRatio float64, maxRSS int64) []string {
 				fails = append(fails, fmt.Sprintf("%s %s: no measurement", op.name, w.Name))
 				continue
 			}
-			if ratio := o.Median.Seconds() / t.Median.Seconds(); ratio > maxRatio {
-				fails = append(fails, fmt.Sprintf("%s %s: ocisnap %s vs GNU tar %s: %.2f× GNU tar's time, limit %.2f×",
-					op.name, w.Name, secs(o.Median), secs(t.Median), ratio, maxRatio))
+			// The best run of each: the one a loaded machine disturbed
+			// least (a 2-core CI runner is rarely quiet for long).
+			if ratio := o.Min.Seconds() / t.Min.Seconds(); ratio > maxRatio {
+				fails = append(fails, fmt.Sprintf("%s %s: ocisnap's best %s vs GNU tar's best %s: %.2f× GNU tar's time, limit %.2f×",
+					op.name, w.Name, secs(o.Min), secs(t.Min), ratio, maxRatio))
 			}
 			if o.MaxRSS > maxRSS {
 				fails = append(fails, fmt.Sprintf("%s %s: ocisnap peak RSS %s over %s", op.name, w.Name, mib(o.MaxRSS), mib(maxRSS)))
