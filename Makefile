@@ -20,7 +20,7 @@ GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
 BINARIES   := ocisnap-hook ocisnap
 TEST_TIMEOUT ?= 60m
 TEST_FUZZTIME ?= 20s
-TEST_BENCH_MAX_RATIO ?= 1.5
+TEST_BENCH_MAX_RATIO ?= 2.0
 
 .PHONY: all build install uninstall test unit e2e lint demo docs deps clean
 
@@ -63,8 +63,10 @@ test: deps build
 	$(MAKE) package-test
 	@# Each fuzz target for a bounded time (crashers land in testdata/fuzz).
 	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
-	@# Ratios to GNU tar, not absolute times; the bound catches a real
-	@# regression without failing on a loaded 2-core machine.
+	@# Ratios to GNU tar, not absolute times. CI's bound (2.0x) only catches a
+	@# gross regression: on this shared 2-core machine tiny restores measured
+	@# 1.0-1.54x GNU tar's time under load. `make bench-quick` alone uses the
+	@# bench's own, tighter limit.
 	$(MAKE) bench-quick BENCH_QUICK_MAX_RATIO=$(TEST_BENCH_MAX_RATIO)
 
 unit:
