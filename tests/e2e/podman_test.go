@@ -63,7 +63,32 @@ func (p *podman) run(a ...string) string {
 }
 
 // runErr runs podman and returns stdout (and stderr on failure).
+//
+// "podman rm" races with the "podman container cleanup" that conmon starts
+// when the container exits: both unmount the container's userdata/shm, and
+// the loser fails with EBUSY after it has already dropped the container
+// from the database (podman 4.3, with --uidmap containers, no hook at all).
+// That one failure is podman's and leaves nothing of ours behind: it is
+// logged and taken as the success it is once podman confirms the container
+// is gone.
 func (p *podman) runErr(a ...string) (string, error) {
+	out, err := p.runOnce(a...)
+	if err != nil && len(a) > 0 && a[0] == "rm" && strings.Contains(out, "/userdata/shm: device or resource busy") {
+		for _, id := range a[1:] {
+			if strings.HasPrefix(id, "-") || id == "0" {
+				continue
+			}
+			if _, xerr := p.runOnce("container", "exists", id); xerr == nil {
+				return out, err // still there: a real failure
+			}
+		}
+		p.t.Logf("podman rm %v: podman's shm unmount race, container removed: %s", a[1:], out)
+		return "", nil
+	}
+	return out, err
+}
+
+func (p *podman) runOnce(a ...string) (string, error) {
 	cmd := exec.Command("podman", p.args(a...)...)
 	cmd.Env = p.env
 	var stdout, stderr bytes.Buffer
