@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -551,6 +552,25 @@ func readlinkat(dirfd int, name string) (string, error) {
 			return string(buf[:n]), nil
 		}
 	}
+}
+
+// contentFile returns a file of its own on the content's descriptor, if the
+// content is a file (an fdReader, also under a ctxReader), and the context
+// that may stop the copy.
+func contentFile(r io.Reader) (*os.File, context.Context, bool) {
+	ctx := context.Background()
+	if cr, ok := r.(ctxReader); ok {
+		ctx, r = cr.ctx, cr.r
+	}
+	fr, ok := r.(fdReader)
+	if !ok {
+		return nil, nil, false
+	}
+	fd, err := unix.FcntlInt(uintptr(fr), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, false
+	}
+	return os.NewFile(uintptr(fd), "content"), ctx, true
 }
 
 // fdReader reads a file descriptor the caller owns.

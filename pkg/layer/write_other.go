@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 )
 
 // errWriteUnsupported is returned by Write where it cannot read an overlay
@@ -13,3 +15,5 @@ import (
 var errWriteUnsupported = fmt.Errorf("layer: Write is only supported on Linux: %w", errors.ErrUnsupported)
 
 func writeUpper(context.Context, *Writer, string, *writeOptions) error { return errWriteUnsupported }
+
+func contentFile(io.Reader) (*os.File, context.Context, bool) { return nil, nil, false }

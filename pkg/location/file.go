@@ -175,6 +175,25 @@ func (p *filePending) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom appends what r yields after what is buffered; a file's content
+// (an *os.File, also under an io.LimitReader) goes file to file in the
+// kernel (os.File.ReadFrom: copy_file_range), no copy through user memory.
+func (p *filePending) ReadFrom(r io.Reader) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != writing {
+		return 0, p.closedErr()
+	}
+	if err := p.w.Flush(); err != nil {
+		return 0, fmt.Errorf("%q: write temporary file %s: %w", p.dest, p.tmp, err)
+	}
+	n, err := p.f.ReadFrom(r)
+	if err != nil {
+		err = fmt.Errorf("%q: write temporary file %s: %w", p.dest, p.tmp, err)
+	}
+	return n, err
+}
+
 func (p *filePending) closedErr() error {
 	switch p.state {
 	case aborted:

@@ -150,6 +150,41 @@ func TestCommit(t *testing.T) {
 	}
 }
 
+// TestReadFrom: file content handed to ReadFrom lands after what was
+// written and buffered before it, and before what comes after.
+func TestReadFrom(t *testing.T) {
+	allow, p := setup(t)
+	dest := filepath.Join(allow, "rf.tar")
+	src := filepath.Join(t.TempDir(), "content")
+	body := strings.Repeat("content!", bufSize/4+3)
+	if err := os.WriteFile(src, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pend := mustCreate(t, p, dest)
+	rf, ok := pend.(io.ReaderFrom)
+	if !ok {
+		t.Fatal("the file sink's Pending is no io.ReaderFrom: file content would go through user memory")
+	}
+	io.WriteString(pend, "head")
+	n, err := rf.ReadFrom(io.LimitReader(f, int64(len(body)-5)))
+	if err != nil || n != int64(len(body)-5) {
+		t.Fatalf("ReadFrom: %d, %v", n, err)
+	}
+	io.WriteString(pend, "tail")
+	if err := pend.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	assertContent(t, dest, "head"+body[:len(body)-5]+"tail")
+	if _, err := rf.ReadFrom(strings.NewReader("x")); err == nil {
+		t.Error("ReadFrom after Commit succeeded")
+	}
+}
+
 func TestSource(t *testing.T) {
 	allow, p := setup(t)
 	path := filepath.Join(allow, "s.tar")

@@ -2,6 +2,7 @@
 # Included from the top-level Makefile (-include tests/bench/bench.mk).
 #
 #   make bench        full run (~40 min as root): tests/bench/results.md, results.json, scaling.png
+#   make bench-report re-render results.md from results.json with the current notes.md
 #   make bench-quick  CI check (<1 min as root): scaled-down workloads (2,000 small files,
 #                     10,000 tiny ones, 2 × 64 MiB), ocisnap against GNU tar, 7 interleaved runs;
 #                     fails if ocisnap's best run takes more than BENCH_QUICK_MAX_RATIO × GNU tar's
@@ -19,7 +20,7 @@ BENCH_FLAGS     ?=
 BENCH_QUICK_MAX_RATIO ?= 1.3
 BENCH_COMMIT    = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- pkg 2>/dev/null || echo -dirty)
 
-.PHONY: bench bench-quick bench-deps bench-tools
+.PHONY: bench bench-quick bench-deps bench-tools bench-report
 
 bench-deps:
 	hack/deps.sh bench
@@ -37,3 +38,8 @@ bench-quick: bench-deps
 	cd $(BENCH_DIR) && CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/ocisnap-bench ./cmd/snapdrv
 	$(BENCH_BIN)/ocisnap-bench -quick -runs 7 -workdir $(BENCH_WORKDIR)-quick \
 		-max-ratio $(BENCH_QUICK_MAX_RATIO) -commit "$(BENCH_COMMIT)" $(BENCH_FLAGS)
+
+# Re-render results.md from results.json after editing notes.md (no measurement).
+bench-report: bench-tools
+	$(BENCH_BIN)/ocisnap-bench -from-json $(BENCH_DIR)/results.json -notes $(BENCH_DIR)/notes.md \
+		-out $(BENCH_DIR)/results.md

@@ -85,6 +85,7 @@ func run() int {
 		maxRSS     = flag.Int64("max-rss-mib", 64, "quick: fail if ocisnap's peak RSS exceeds this many MiB")
 		noStrace   = flag.Bool("no-strace", false, "skip the strace -c system call counts")
 		prepOnly   = flag.Bool("prepare", false, "only prepare the workloads and leave them mounted under -workdir (for profiling)")
+		fromJSON   = flag.String("from-json", "", "render the report of an earlier run from its -json file (with the current -notes) instead of measuring")
 		workdirDef = "/var/tmp/ocisnap-bench"
 	)
 	flag.StringVar(&b.workdir, "workdir", workdirDef, "scratch directory for the loop filesystem images")
@@ -102,6 +103,18 @@ func run() int {
 	toolsFlag := flag.String("tools", "", "comma-separated tool keys to run instead of the mode's (ocisnap,ocisnap-oci,gnutar,bsdtar,cstorage,cat,cp)")
 	flag.Parse()
 
+	if *fromJSON != "" {
+		return renderFromJSON(*fromJSON, *notes, *outMD)
+	}
+	if b.hook != "" {
+		// The tools run in scratch directories.
+		abs, err := filepath.Abs(b.hook)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ocisnap-bench:", err)
+			return 1
+		}
+		b.hook = abs
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "ocisnap-bench: needs root (loop devices, overlay mounts, chown)")
 		if os.Getenv("CI") == "true" {
@@ -159,8 +172,12 @@ func run() int {
 	}
 	rep.LoadEnd = loadavg()
 	if err != nil {
+		// Keep what was measured: a late failure must not cost the run.
 		fmt.Fprintln(os.Stderr, "ocisnap-bench:", err)
-		return 1
+		if len(rep.Workloads) == 0 {
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "ocisnap-bench: writing the report of what was measured")
 	}
 	md := rep.markdown(*notes)
 	if *outMD != "" {
@@ -179,6 +196,9 @@ func run() int {
 			return 1
 		}
 	}
+	if err != nil {
+		return 1
+	}
 	if *quick {
 		if fails := rep.checkQuick(*maxRatio, *maxRSS<<20); len(fails) > 0 {
 			for _, f := range fails {
@@ -187,6 +207,28 @@ func run() int {
 			return 1
 		}
 		b.logf("bench-quick: ok (ocisnap's best run within %.2f× of GNU tar's, peak RSS ≤ %d MiB)", *maxRatio, *maxRSS)
+	}
+	return 0
+}
+
+// renderFromJSON writes the Markdown report of an earlier run: the analysis
+// in notes is written after the measurements it discusses.
+func renderFromJSON(in, notes, out string) int {
+	data, err := os.ReadFile(in)
+	if err == nil {
+		var rep report
+		if err = json.Unmarshal(data, &rep); err == nil {
+			md := rep.markdown(notes)
+			if out == "" {
+				fmt.Print(md)
+				return 0
+			}
+			err = os.WriteFile(out, []byte(md), 0o644)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ocisnap-bench:", err)
+		return 1
 	}
 	return 0
 }

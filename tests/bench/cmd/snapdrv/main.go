@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -84,8 +85,7 @@ func run() error {
 		if len(lowers) > 0 {
 			opts = append(opts, layer.WithLowers(lowers...))
 		}
-		// The hook writes through a buffered sink, not an *os.File; so
-		// does this.
+		// Through a sink like the hook's, not the *os.File itself.
 		if _, err := layer.Write(ctx, writerOnly{out}, fs.Arg(0), opts...); err != nil {
 			out.Close()
 			return err
@@ -95,7 +95,9 @@ func run() error {
 	return fmt.Errorf("unknown command %q", os.Args[1])
 }
 
-// writerOnly hides *os.File's other methods, as the hook's sink does.
+// writerOnly is the hook's sink (pkg/location's temporary file): Write,
+// and ReadFrom for file content.
 type writerOnly struct{ f *os.File }
 
-func (w writerOnly) Write(p []byte) (int, error) { return w.f.Write(p) }
+func (w writerOnly) Write(p []byte) (int, error)         { return w.f.Write(p) }
+func (w writerOnly) ReadFrom(r io.Reader) (int64, error) { return w.f.ReadFrom(r) }
