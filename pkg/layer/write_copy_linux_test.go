@@ -105,26 +105,31 @@ func TestWriteLargeFileCopy(t *testing.T) {
 	}
 }
 
-// TestWriterCopyFileShort: a file shorter than its header's size fails
-// the entry, on the file-to-file path as on the read path; a cancelled
-// context stops the copy.
+// TestWriterCopyFileShort: content shorter than its header's size fails
+// the entry with the same error on the file-to-file path (to a sink with
+// ReadFrom or without) as on the read path; a cancelled context stops the
+// copy.
 func TestWriterCopyFileShort(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	if err := os.WriteFile(src, make([]byte, 300<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	fromFd := func(fd int) io.Reader { return fdReader(fd) }
+	inMemory := func(int) io.Reader { return bytes.NewReader(make([]byte, 300<<10)) } // the read path
 	for _, tc := range []struct {
 		name    string
 		sink    func(*os.File) io.Writer
+		content func(fd int) io.Reader
 		ctx     func() context.Context
 		size    int64
 		wantErr error
 		wantMsg string
 	}{
-		{"short/file", func(f *os.File) io.Writer { return &fileSink{f: f} }, context.Background, 400 << 10, io.ErrUnexpectedEOF, "content ended after 307200 of 409600 bytes"},
-		{"short/plain", func(f *os.File) io.Writer { return writerOnly{f} }, context.Background, 400 << 10, io.ErrUnexpectedEOF, "content ended after 307200 of 409600 bytes"},
-		{"cancelled", func(f *os.File) io.Writer { return &fileSink{f: f} }, func() context.Context {
+		{"short/file", func(f *os.File) io.Writer { return &fileSink{f: f} }, fromFd, context.Background, 400 << 10, io.ErrUnexpectedEOF, "content ended after 307200 of 409600 bytes"},
+		{"short/plain", func(f *os.File) io.Writer { return writerOnly{f} }, fromFd, context.Background, 400 << 10, io.ErrUnexpectedEOF, "content ended after 307200 of 409600 bytes"},
+		{"short/read", func(f *os.File) io.Writer { return &fileSink{f: f} }, inMemory, context.Background, 400 << 10, io.ErrUnexpectedEOF, "content ended after 307200 of 409600 bytes"},
+		{"cancelled", func(f *os.File) io.Writer { return &fileSink{f: f} }, fromFd, func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			return ctx
@@ -144,7 +149,7 @@ func TestWriterCopyFileShort(t *testing.T) {
 			bw := bufio.NewWriterSize(tc.sink(out), copyBufSize)
 			w := NewWriter(bw, FormatOverlay)
 			hdr := &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: tc.size, Format: tar.FormatPAX}
-			err = w.WriteEntry(&Entry{Path: "f", Header: hdr}, ctxReader{ctx: tc.ctx(), r: fdReader(fd)})
+			err = w.WriteEntry(&Entry{Path: "f", Header: hdr}, ctxReader{ctx: tc.ctx(), r: tc.content(fd)})
 			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("WriteEntry: %v, want %v (%q)", err, tc.wantErr, tc.wantMsg)
 			}

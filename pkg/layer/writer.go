@@ -219,7 +219,7 @@ func (w *Writer) copyContent(r io.Reader, n int64) (int64, error) {
 		}
 		if err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return done, fmt.Errorf("content ended after %d of %d bytes: %w", done, n, io.ErrUnexpectedEOF)
+				return done, shortContent(done, n)
 			}
 			return done, err
 		}
@@ -232,12 +232,17 @@ func (w *Writer) copyContent(r io.Reader, n int64) (int64, error) {
 // copy_file_range, file to file in the kernel, no copy through user
 // memory), fileCopyChunk at a time so that a cancelled ctx stops it. Also
 // measured: on Linux 6.18 ext4, writes of 1 MiB at 1 MiB-aligned offsets (a
-// full bufio.Writer's) ran 5-8x slower than unaligned ones or
+// full bufio.Writer's) ran 5-9x slower than unaligned ones or
 // copy_file_range (tests/bench/notes.md).
 const (
 	fileCopyMin   = 256 << 10
 	fileCopyChunk = 64 << 20
 )
+
+// shortContent is the error of content that ended after done of its n bytes.
+func shortContent(done, n int64) error {
+	return fmt.Errorf("content ended after %d of %d bytes: %w", done, n, io.ErrUnexpectedEOF)
+}
 
 // copyFile copies exactly n bytes of f's content, from its offset.
 func (w *Writer) copyFile(bw *bufio.Writer, f *os.File, ctx context.Context, n int64) (int64, error) {
@@ -258,7 +263,7 @@ func (w *Writer) copyFile(bw *bufio.Writer, f *os.File, ctx context.Context, n i
 			return done, err
 		}
 		if m < chunk {
-			return done, fmt.Errorf("content ended after %d of %d bytes: %w", done, n, io.ErrUnexpectedEOF)
+			return done, shortContent(done, n)
 		}
 	}
 	return done, nil

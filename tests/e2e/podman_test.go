@@ -74,8 +74,13 @@ func (p *podman) run(a ...string) string {
 func (p *podman) runErr(a ...string) (string, error) {
 	out, err := p.runOnce(a...)
 	if err != nil && len(a) > 0 && a[0] == "rm" && strings.Contains(out, "/userdata/shm: device or resource busy") {
-		for _, id := range a[1:] {
-			if strings.HasPrefix(id, "-") || id == "0" {
+		for i := 1; i < len(a); i++ {
+			id := a[i]
+			if id == "-t" || id == "--time" {
+				i++ // its value
+				continue
+			}
+			if strings.HasPrefix(id, "-") {
 				continue
 			}
 			if _, xerr := p.runOnce("container", "exists", id); xerr == nil {
