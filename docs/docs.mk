@@ -1,6 +1,8 @@
 # Man pages: docs/<name>.<section>.md rendered with go-md2man (Debian and
 # Fedora package go-md2man) into docs/man/<name>.<section>, which
 # `make install` installs when present. Included by the Makefile.
+# Only <name>.<section>.md files are man pages: the other docs/*.md (README.md,
+# annotations.md, ...) are the Markdown reference and are not rendered.
 
 GOMD2MAN ?= go-md2man
 MAN_SOURCES := $(wildcard docs/*.[0-9].md)
