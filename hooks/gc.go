@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/ocisnap/ocisnap/pkg/location"
@@ -135,51 +134,118 @@ func knownToRuntime(id string) bool {
 // temporary files (export destinations may be in subdirectories).
 const maxTempDepth = 8
 
-// cleanTemps runs location.CleanStaleTemps in dir and its subdirectories on
-// the same file system, following no symlink. A missing dir is fine.
+// cleanTemps runs location.CleanStaleTempsInRoot in dir and in its
+// subdirectories on the same file system, down to maxTempDepth, following no
+// symlink. A missing dir is fine.
+//
+// dir is the administrator's (--allow-dir, see docs/ocisnap-gc.1.md), but
+// what is below it is written by whoever exports there, and a subdirectory
+// may be swapped for a symlink while GC walks. So no path is resolved
+// twice: every directory is opened by its one name from its parent's
+// already-open os.Root, which cannot leave the parent, and is walked only
+// if it is the directory that was listed (same inode, same file system).
 func cleanTemps(ctx context.Context, dir string) ([]string, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, nil
 	}
 	dir = filepath.Clean(dir)
-	var top syscall.Stat_t
-	if err := syscall.Stat(dir, &top); err != nil {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("allowed directory %s: %w", dir, err)
 	}
-	var removed []string
-	var errs []error
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			errs = append(errs, err)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		if p != dir {
-			var st syscall.Stat_t
-			if err := syscall.Lstat(p, &st); err != nil || st.Dev != top.Dev {
-				return filepath.SkipDir
-			}
-			if strings.Count(strings.TrimPrefix(p, dir), string(os.PathSeparator)) > maxTempDepth {
-				return filepath.SkipDir
-			}
-		}
-		r, err := location.CleanStaleTemps(p)
-		removed = append(removed, r...)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("clean temporary files in %s: %w", p, err))
-		}
-		return nil
-	})
+	defer root.Close()
+	fi, err := root.Stat(".")
 	if err != nil {
-		errs = append(errs, err)
+		return nil, fmt.Errorf("allowed directory %s: %w", dir, err)
 	}
-	return removed, errors.Join(errs...)
+	w := tempWalk{ctx: ctx, dev: devOf(fi)}
+	if err := w.walk(root, dir, 0); err != nil {
+		w.errs = append(w.errs, err)
+	}
+	return w.removed, errors.Join(w.errs...)
+}
+
+// tempWalk is one cleanTemps walk of an allowed directory.
+type tempWalk struct {
+	ctx     context.Context
+	dev     uint64 // the allowed directory's file system
+	removed []string
+	errs    []error
+}
+
+// walk cleans the directory open as root (shown as path) and then its
+// subdirectories; it returns only the context's error, collecting the
+// others.
+func (w *tempWalk) walk(root *os.Root, path string, depth int) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	names, err := location.CleanStaleTempsInRoot(root)
+	for _, n := range names {
+		w.removed = append(w.removed, filepath.Join(path, n))
+	}
+	if err != nil {
+		w.errs = append(w.errs, fmt.Errorf("clean temporary files in %s: %w", path, err))
+	}
+	if depth >= maxTempDepth {
+		return nil
+	}
+	d, err := root.Open(".")
+	if err != nil {
+		w.errs = append(w.errs, fmt.Errorf("list %s: %w", path, err))
+		return nil
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		w.errs = append(w.errs, fmt.Errorf("list %s: %w", path, err))
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		child := w.openSubdir(root, e.Name())
+		if child == nil {
+			continue
+		}
+		err := w.walk(child, filepath.Join(path, e.Name()), depth+1)
+		child.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openSubdir opens root's entry name as a root if it is a directory on the
+// walked file system, or returns nil. The entry is checked (lstat) before
+// it is opened and the opened directory compared with it after: one
+// replaced meanwhile (by a symlink, or another directory) is not walked.
+// An entry that cannot be opened is skipped without error: it was a
+// directory when listed, so it was changed since.
+func (w *tempWalk) openSubdir(root *os.Root, name string) *os.Root {
+	fi, err := root.Lstat(name)
+	if err != nil || !fi.IsDir() || devOf(fi) != w.dev {
+		return nil
+	}
+	child, err := root.OpenRoot(name)
+	if err != nil {
+		return nil
+	}
+	if cfi, err := child.Stat("."); err != nil || !os.SameFile(fi, cfi) {
+		child.Close()
+		return nil
+	}
+	return child
+}
+
+// devOf is the device of the file system holding fi's file.
+func devOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev)
+	}
+	return 0
 }

@@ -168,27 +168,85 @@ func withBase(entries map[string]*entry, base *os.Root) (map[string]*Change, err
 	return out, nil
 }
 
+// errNotInBase is what resolveDir returns for a path the base does not
+// have as a directory: a parent is not a directory, or a symlink leads out
+// of the base (absolute, or more ".." than there are parents).
+var errNotInBase = errors.New("not in the base")
+
+// maxSymlinks bounds the symlinks one lookup follows (the kernel's
+// MAXSYMLINKS, 40).
+const maxSymlinks = 40
+
 // lstat looks p up in base without following a final symlink; nil when
 // the base does not have it (also when a parent is not a directory or a
 // symlink leads out of base).
 func lstat(base *os.Root, p string) (fs.FileInfo, error) {
-	fi, err := base.Lstat(strings.TrimPrefix(p, "/"))
+	dir, err := resolveDir(base, path.Dir(p))
 	if err == nil {
-		return fi, nil
+		var fi fs.FileInfo
+		fi, err = base.Lstat(path.Join(dir, path.Base(p)))
+		if err == nil {
+			return fi, nil
+		}
 	}
-	var pe *fs.PathError
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || (errors.As(err, &pe) && isEscape(pe)) {
+	if errors.Is(err, errNotInBase) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("base %s: %w", p, err)
 }
 
-// isEscape reports whether an os.Root lookup failed because the path
-// leads out of the root (through an absolute symlink in the base, say):
-// such a path is not in the base. os.Root reports it with an unexported
-// error of fixed text.
-func isEscape(pe *fs.PathError) bool {
-	return pe.Err != nil && pe.Err.Error() == "path escapes from parent"
+// resolveDir resolves the directory p of the base to a path without
+// symlinks, one element at a time: each element is looked up (Lstat
+// through base) below parents already resolved to real directories, and a
+// symlink's target is spliced in front of what remains. So whether a path
+// leads out of the base is decided here (errNotInBase), not read from the
+// text of the error os.Root returns for an escape, which has no exported
+// sentinel. base still confines every lookup.
+func resolveDir(base *os.Root, p string) (string, error) {
+	var cur []string // resolved: every element a directory
+	todo := strings.Split(p, "/")
+	links := 0
+	for len(todo) > 0 {
+		elem := todo[0]
+		todo = todo[1:]
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return "", errNotInBase
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		next := path.Join(path.Join(cur...), elem)
+		fi, err := base.Lstat(next)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if links++; links > maxSymlinks {
+				return "", fmt.Errorf("%s: %w", next, syscall.ELOOP)
+			}
+			target, err := base.Readlink(next)
+			if err != nil {
+				return "", err
+			}
+			if path.IsAbs(target) {
+				return "", errNotInBase
+			}
+			todo = append(strings.Split(target, "/"), todo...)
+		case fi.IsDir():
+			cur = append(cur, elem)
+		default:
+			return "", errNotInBase
+		}
+	}
+	if len(cur) == 0 {
+		return ".", nil
+	}
+	return path.Join(cur...), nil
 }
 
 // sameFsTime is containers/storage's: equal, or equal seconds when one side

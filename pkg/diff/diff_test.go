@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -140,5 +143,80 @@ func TestHostileSnapshot(t *testing.T) {
 		if err == nil {
 			t.Errorf("%q accepted", name)
 		}
+	}
+}
+
+// TestBaseSymlinks: the base's symlinks in a snapshot path's parents are
+// followed while they stay in the base; one that leads out of it (absolute,
+// or by "..") means the base does not have the path, even where the host
+// has it; a loop is an error.
+func TestBaseSymlinks(t *testing.T) {
+	top := t.TempDir()
+	b, outside := filepath.Join(top, "base"), filepath.Join(top, "outside")
+	for _, d := range []string{"etc", "sub"} {
+		if err := os.MkdirAll(filepath.Join(b, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(b, "etc", "app.conf"), filepath.Join(b, "reg"), filepath.Join(outside, "secret")} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"abs":    "/etc",       // absolute: out of the base (the host's /etc has passwd)
+		"out":    "../outside", // relative, out of the base
+		"deep":   "sub/../../outside",
+		"in":     "etc",        // inside
+		"dotdot": "sub/../etc", // inside, through ".."
+		"chain":  "in",         // a symlink to a symlink
+		"chain2": "./chain/../in",
+		"loop":   "loop",
+	} {
+		if err := os.Symlink(target, filepath.Join(b, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+
+	snap := mkTar(t,
+		file("./abs/passwd"), file("./out/secret"), file("./deep/secret"),
+		file("./in/app.conf"), file("./dotdot/app.conf"), file("./chain/app.conf"), file("./chain2/app.conf"),
+		file("./in/new"), file("./reg/x"),
+	)
+	got, err := Changes(context.Background(), snap, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{
+		{"/abs", Changed, false},
+		{"/abs/passwd", Added, false},
+		{"/chain/app.conf", Changed, false},
+		{"/chain2/app.conf", Changed, false},
+		{"/deep", Changed, false},
+		{"/deep/secret", Added, false},
+		{"/dotdot/app.conf", Changed, false},
+		{"/in", Changed, false},
+		{"/in/app.conf", Changed, false},
+		{"/in/new", Added, false},
+		{"/out", Changed, false},
+		{"/out/secret", Added, false},
+		{"/reg", Changed, false},
+		{"/reg/x", Added, false},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+
+	_, err = Changes(context.Background(), mkTar(t, file("./loop/x")), root)
+	if !errors.Is(err, syscall.ELOOP) || !strings.Contains(err.Error(), "/loop/x") {
+		t.Errorf("a symlink loop in the base: %v, want ELOOP naming /loop/x", err)
 	}
 }

@@ -301,11 +301,18 @@ func CleanStaleTemps(dir string) (removed []string, err error) {
 		return nil, err
 	}
 	defer root.Close()
-	names, err := cleanStale(root, func(name string) bool { return isTempOf(name, "") })
+	names, err := CleanStaleTempsInRoot(root)
 	for _, n := range names {
 		removed = append(removed, filepath.Join(dir, n))
 	}
 	return removed, err
+}
+
+// CleanStaleTempsInRoot is CleanStaleTemps for a directory already open as
+// root, for a caller that walks a tree by handles (so that no path is
+// resolved again); it returns the names removed, relative to root.
+func CleanStaleTempsInRoot(root *os.Root) (removed []string, err error) {
+	return cleanStale(root, func(name string) bool { return isTempOf(name, "") })
 }
 
 // cleanStale removes the regular files in root whose names match and whose

@@ -7,39 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // ErrInvalidState is wrapped by every error about a state that decodes but
 // cannot be used: a bad id, a relative bundle, a negative pid.
 var ErrInvalidState = errors.New("ocistate: invalid container state")
-
-// MaxIDLength bounds a container id. Ids end up in file names under the state
-// directory and in log lines; the bound keeps both sane. (Runtimes generate
-// 64-hex-digit ids; a name component longer than 255 bytes still fails at
-// open time on most file systems, with an error naming the file.)
-const MaxIDLength = 1024
-
-// idPattern is the id grammar we accept: it rules out "/", "." and "..",
-// leading dots or dashes, spaces and control characters.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
-
-// ValidateID reports whether id is usable as a container id in a file name:
-// non-empty, at most MaxIDLength bytes, and matching ^[A-Za-z0-9][A-Za-z0-9_.+-]*$.
-// The error wraps ErrInvalidState.
-func ValidateID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty container id", ErrInvalidState)
-	case len(id) > MaxIDLength:
-		return fmt.Errorf("%w: container id is %d bytes long, more than %d", ErrInvalidState, len(id), MaxIDLength)
-	case !idPattern.MatchString(id):
-		return fmt.Errorf("%w: container id %q must match %s", ErrInvalidState, id, idPattern)
-	}
-	return nil
-}
 
 // ReadState decodes the OCI state a runtime writes on a hook's stdin
 // (runtime-spec "State"). It accepts the shapes runc, crun and podman write:
@@ -49,7 +25,7 @@ func ValidateID(id string) error {
 // itself with status "stopped").
 //
 // It reads a single JSON value and does not wait for EOF, so a runtime that
-// keeps the pipe open does not hang the hook. It checks the id (ValidateID),
+// keeps the pipe open does not hang the hook. It checks the id (statefile.ValidateID),
 // that the bundle is an absolute path and that the pid is not negative; those
 // errors wrap ErrInvalidState.
 func ReadState(r io.Reader) (*specs.State, error) {
@@ -60,8 +36,8 @@ func ReadState(r io.Reader) (*specs.State, error) {
 		}
 		return nil, fmt.Errorf("decode container state: %w", err)
 	}
-	if err := ValidateID(s.ID); err != nil {
-		return nil, err
+	if err := statefile.ValidateID(s.ID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
 	if s.Bundle == "" || !filepath.IsAbs(s.Bundle) {
 		return nil, fmt.Errorf("%w: container %s: bundle %q is not an absolute path", ErrInvalidState, s.ID, s.Bundle)

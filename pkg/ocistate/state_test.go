@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 func TestReadStateSamples(t *testing.T) {
@@ -68,7 +70,9 @@ func TestReadStateInvalid(t *testing.T) {
 		{"newline", `{"id":"a\nb",` + ok + `}`, true},
 		{"nul", `{"id":"a\u0000b",` + ok + `}`, true},
 		{"absolute", `{"id":"/etc",` + ok + `}`, true},
-		{"too long", `{"id":"` + strings.Repeat("a", MaxIDLength+1) + `",` + ok + `}`, true},
+		// One past the state files' limit: such an id could never have a
+		// record, so the hook refuses it at once.
+		{"too long", `{"id":"` + strings.Repeat("a", statefile.MaxIDLen+1) + `",` + ok + `}`, true},
 		{"no bundle", `{"id":"a","status":"creating"}`, true},
 		{"relative bundle", `{"id":"a","bundle":"run/b"}`, true},
 	}
@@ -87,7 +91,7 @@ func TestReadStateInvalid(t *testing.T) {
 
 func TestReadStateAccepts(t *testing.T) {
 	tests := []struct{ name, in string }{
-		{"max length id", `{"id":"` + strings.Repeat("a", MaxIDLength) + `","bundle":"/b"}`},
+		{"max length id", `{"id":"` + strings.Repeat("a", statefile.MaxIDLen) + `","bundle":"/b"}`},
 		{"id punctuation", `{"id":"a_b.c+d-e","bundle":"/b"}`},
 		{"unknown keys", `{"id":"a","bundle":"/b","root":"/run/crun","rootfs":"/r","created":"2024-01-01T00:00:00Z"}`},
 		{"trailing data not read", `{"id":"a","bundle":"/b"} garbage`},
@@ -133,5 +137,24 @@ func TestLoadStateMissingFile(t *testing.T) {
 	_, err := LoadState(filepath.Join(t.TempDir(), "nope"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("got %v, want ErrNotExist", err)
+	}
+}
+
+// TestReadStateIDLimit: the hook's input and its state records share one id
+// rule: an id of statefile.MaxIDLen bytes is read and can be recorded, one
+// byte more is refused when the state is read (with both sentinels).
+func TestReadStateIDLimit(t *testing.T) {
+	state := func(id string) string { return `{"id":"` + id + `","bundle":"/b"}` }
+	longest := strings.Repeat("a", statefile.MaxIDLen)
+	s, err := ReadState(strings.NewReader(state(longest)))
+	if err != nil {
+		t.Fatalf("%d-byte id: %v", len(longest), err)
+	}
+	if err := (statefile.Dir{Path: t.TempDir()}).Write(&statefile.Record{ID: s.ID}); err != nil {
+		t.Errorf("record of the %d-byte id: %v", len(longest), err)
+	}
+	_, err = ReadState(strings.NewReader(state(longest + "a")))
+	if !errors.Is(err, ErrInvalidState) || !errors.Is(err, statefile.ErrInvalidID) {
+		t.Errorf("%d-byte id: %v, want ErrInvalidState and statefile.ErrInvalidID", len(longest)+1, err)
 	}
 }

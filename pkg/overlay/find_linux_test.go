@@ -1,11 +1,13 @@
 package overlay
 
 import (
+	"archive/tar"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -170,18 +172,18 @@ func TestFindNotOverlay(t *testing.T) {
 	}
 }
 
-// Optional: a real containers/storage mount made by `podman mount`, with the
-// image named by OCISNAP_TEST_PODMAN_IMAGE (already pulled). Skipped without it.
+// TestFindPodmanMount: a real containers/storage mount made by `podman
+// mount`, of the image named by OCISNAP_TEST_PODMAN_IMAGE (already in
+// podman's own storage) when set, else of a one-file image imported into a
+// podman storage of the test's own (no registry needed), so that it runs,
+// or under CI=true fails, everywhere.
 func TestFindPodmanMount(t *testing.T) {
-	image := os.Getenv("OCISNAP_TEST_PODMAN_IMAGE")
-	if image == "" {
-		t.Skip("set OCISNAP_TEST_PODMAN_IMAGE to an image in podman's storage to run")
-	}
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "podman")
+	var global []string // podman's global options
 	podman := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command("podman", args...).Output()
+		out, err := exec.Command("podman", slices.Concat(global, args)...).Output()
 		if err != nil {
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
@@ -191,8 +193,27 @@ func TestFindPodmanMount(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
+	image := os.Getenv("OCISNAP_TEST_PODMAN_IMAGE")
+	if image == "" {
+		// Short: podman refuses a runroot longer than 50 characters.
+		dir, err := os.MkdirTemp("", "pm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		storage := filepath.Join(dir, "storage")
+		t.Cleanup(func() {
+			_ = exec.Command("umount", "-R", storage).Run()
+			os.RemoveAll(dir)
+		})
+		global = []string{"--root", storage, "--runroot", filepath.Join(dir, "run"),
+			"--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"}
+		img := filepath.Join(dir, "img.tar")
+		writeImageTar(t, img)
+		image = "localhost/ocisnap-overlay-test:latest"
+		podman("import", "-q", img, image)
+	}
 	id := podman("create", image, "true")
-	t.Cleanup(func() { _ = exec.Command("podman", "rm", "-f", id).Run() })
+	t.Cleanup(func() { _ = exec.Command("podman", slices.Concat(global, []string{"rm", "-f", id})...).Run() })
 	mp := podman("mount", id)
 
 	m, err := Find(mp)
@@ -212,5 +233,35 @@ func TestFindPodmanMount(t *testing.T) {
 		if filepath.Dir(filepath.Dir(l)) != home || filepath.Base(l) != "diff" {
 			t.Errorf("lower %q is not a layer diff directory under %q", l, home)
 		}
+	}
+}
+
+// writeImageTar writes a root file system of one file, for `podman import`.
+func writeImageTar(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	for _, h := range []*tar.Header{
+		{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./etc/hostname", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			if _, err := tw.Write([]byte("test\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

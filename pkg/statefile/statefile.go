@@ -97,14 +97,18 @@ type Bind struct {
 // alphanumeric also excludes ".", ".." and hidden (temporary) names.
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
 
-// maxIDLen keeps "<id>.json" within NAME_MAX (255).
-const maxIDLen = 250
+// MaxIDLen is the longest container id, in bytes: "<id>.json" fits
+// NAME_MAX (255). (Runtimes and engines generate 64-hex-digit ids.)
+const MaxIDLen = 250
 
 // ValidateID returns an error wrapping ErrInvalidID unless id is a valid
-// container id.
+// container id: 1 to MaxIDLen bytes matching ^[A-Za-z0-9][A-Za-z0-9_.+-]*$.
+// It is the project's one id rule: the runtime state a hook reads
+// (ocistate.ReadState) and the records kept here are checked by it, so an
+// id the hook accepts always has a record name.
 func ValidateID(id string) error {
-	if len(id) > maxIDLen {
-		return fmt.Errorf("%w: %.40q... is longer than %d bytes", ErrInvalidID, id, maxIDLen)
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("%w: %.40q... is %d bytes long, more than %d", ErrInvalidID, id, len(id), MaxIDLen)
 	}
 	if !idRE.MatchString(id) {
 		return fmt.Errorf("%w: %q (want %s)", ErrInvalidID, id, idRE)

@@ -208,7 +208,7 @@ func TestHostileIDs(t *testing.T) {
 	d := Dir{Path: filepath.Join(base, "state")}
 	bad := []string{
 		"", ".", "..", "../x", "../../etc/passwd", "a/b", "/abs", "-flag", ".hidden", "_x",
-		"a\x00b", "a b", "a\nb", "a:b", "a*", "é", strings.Repeat("a", maxIDLen+1),
+		"a\x00b", "a b", "a\nb", "a:b", "a*", "é", strings.Repeat("a", MaxIDLen+1),
 	}
 	for _, id := range bad {
 		t.Run(fmt.Sprintf("%.20q", id), func(t *testing.T) {
@@ -230,7 +230,7 @@ func TestHostileIDs(t *testing.T) {
 	if len(ents) != 0 {
 		t.Errorf("hostile ids created %v", ents)
 	}
-	good := []string{"a", "0", "abc.def", "a+b-c_d.e", strings.Repeat("f", 64), strings.Repeat("a", maxIDLen), "x.."}
+	good := []string{"a", "0", "abc.def", "a+b-c_d.e", strings.Repeat("f", 64), strings.Repeat("a", MaxIDLen), "x.."}
 	for _, id := range good {
 		if err := d.Write(&Record{ID: id}); err != nil {
 			t.Errorf("Write(%q): %v", id, err)
