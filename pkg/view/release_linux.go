@@ -204,7 +204,7 @@ func removeStub(root *os.File, s stubRef) error {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP):
 		return nil // gone, or no longer the directory made
 	case errors.Is(err, unix.EXDEV):
-		return errors.New("its directory is beneath a mount")
+		return errors.New("the way to it crosses a mount")
 	case err != nil:
 		return err
 	}
