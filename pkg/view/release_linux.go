@@ -142,7 +142,9 @@ const resolveStub = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_XDEV | unix.RESOLVE_N
 // detach the mount from the container's namespace behind its back). A
 // bind's stubs are forgotten once each is removed, gone, or left in place
 // because it is no longer an empty stub: what the container put there is
-// its own (README.md, "Boot views").
+// its own (README.md, "Boot views"). A stub left because it still holds
+// the stubs of a later bind that could not be removed yet stays recorded,
+// for the next release.
 func releaseStubs(root string, st *statefile.View, saved func()) error {
 	var rootf *os.File
 	defer func() {
@@ -151,10 +153,15 @@ func releaseStubs(root string, st *statefile.View, saved func()) error {
 		}
 	}()
 	var errs []error
+	blocked := false // a later bind's stubs are still there
 	for i := len(st.Binds) - 1; i >= 0; i-- {
 		b := &st.Binds[i]
 		stubs := stubsOf(b)
-		if len(stubs) == 0 || b.Mounted {
+		if len(stubs) == 0 {
+			continue
+		}
+		if b.Mounted {
+			blocked = true
 			continue
 		}
 		if rootf == nil {
@@ -168,13 +175,20 @@ func releaseStubs(root string, st *statefile.View, saved func()) error {
 			rootf = f
 		}
 		var berrs []error
+		left := false
 		for j := len(stubs) - 1; j >= 0; j-- {
-			if err := removeStub(rootf, stubs[j]); err != nil {
+			l, err := removeStub(rootf, stubs[j])
+			if err != nil {
 				berrs = append(berrs, fmt.Errorf("remove mountpoint stub %q in %s: %w", stubs[j].path, root, err))
 			}
+			left = left || l
 		}
 		if len(berrs) > 0 {
 			errs = append(errs, berrs...)
+			blocked = true
+			continue
+		}
+		if left && blocked {
 			continue
 		}
 		b.Stubs, b.Stub = nil, ""
@@ -184,15 +198,16 @@ func releaseStubs(root string, st *statefile.View, saved func()) error {
 }
 
 // removeStub removes s from root if it is still what was made: an empty
-// directory, or an empty regular file. One that is gone, that holds
-// something, or that was replaced by something else (a symlink, another
-// kind of file) is left alone and that is not an error. A stub a mount
-// covers, or one beneath a mount, is an error. The rootfs is not changing
-// meanwhile (the container's process is gone, or has not started).
-func removeStub(root *os.File, s stubRef) error {
+// directory, or an empty regular file. One that is gone is fine; one that
+// holds something, or was replaced by something else (a symlink, another
+// kind of file), is left in place (left) and that is not an error. A stub
+// a mount covers, or one beneath a mount, is an error. The rootfs is not
+// changing meanwhile (the container's process is gone, or has not
+// started).
+func removeStub(root *os.File, s stubRef) (left bool, err error) {
 	rel, ok := stubRel(s.path)
 	if !ok {
-		return errors.New("recorded stub is not a path below the root")
+		return false, errors.New("recorded stub is not a path below the root")
 	}
 	dir, name := ".", rel
 	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
@@ -201,50 +216,54 @@ func removeStub(root *os.File, s stubRef) error {
 	pfd, err := openat2(int(root.Fd()), dir, &unix.OpenHow{
 		Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolveStub})
 	switch {
-	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP):
-		return nil // gone, or no longer the directory made
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP):
+		return true, nil // no longer the directory made
 	case errors.Is(err, unix.EXDEV):
-		return errors.New("the way to it crosses a mount")
+		return false, errors.New("the way to it crosses a mount")
 	case err != nil:
-		return err
+		return false, err
 	}
 	defer unix.Close(pfd)
 	fd, err := openat2(pfd, name, &unix.OpenHow{
 		Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveStub})
 	switch {
-	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ELOOP):
-		return nil
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	case errors.Is(err, unix.ELOOP):
+		return true, nil // a symlink now
 	case errors.Is(err, unix.EXDEV):
-		return errors.New("something is mounted on it")
+		return false, errors.New("something is mounted on it")
 	case err != nil:
-		return err
+		return false, err
 	}
 	var fi unix.Stat_t
 	err = unix.Fstat(fd, &fi)
 	unix.Close(fd)
 	if err != nil {
-		return err
+		return false, err
 	}
 	flags := 0
 	switch fi.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if s.kind == stubFile {
-			return nil
+			return true, nil
 		}
 		flags = unix.AT_REMOVEDIR
 	case unix.S_IFREG:
 		if s.kind == stubDir || fi.Size != 0 {
-			return nil
+			return true, nil
 		}
 	default:
-		return nil
+		return true, nil
 	}
 	err = unix.Unlinkat(pfd, name, flags)
 	switch {
 	case err == nil, errors.Is(err, unix.ENOENT):
-		return nil
+		return false, nil
 	case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
-		return nil // the container's files are in it: left in place
+		return true, nil // the container's files are in it
 	}
-	return err
+	return false, err
 }

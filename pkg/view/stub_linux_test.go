@@ -174,6 +174,38 @@ func TestReleaseStubStillMounted(t *testing.T) {
 	f.checkClean("", "m")
 }
 
+// TestReleaseStubOfLaterBindStuck: the directory made for a first bind
+// also holds a later bind's mountpoint, which cannot be removed yet: the
+// directory stays recorded (it is not the container's), and goes at the
+// next release.
+func TestReleaseStubOfLaterBindStuck(t *testing.T) {
+	f := newFixture(t)
+	err := f.prepare(f.request(KindImage, "",
+		Bind{Src: "boot/vmlinuz", Dst: "/m/vmlinuz"}, Bind{Src: "boot/initrd.img", Dst: "/m/initrd.img"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stop()
+	p := filepath.Join(f.rootfs, "m/initrd.img")
+	if err := unix.Mount(filepath.Join(f.lowers[0], "urunc.json"), p, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(p, unix.MNT_DETACH)
+	if err := Release(context.Background(), &f.st, ReleaseOptions{StubRoot: f.rootfs}, f.save); err == nil {
+		t.Fatal("no error for a stub a mount covers")
+	}
+	if got := f.st.Binds[0].Stubs; len(got) != 2 {
+		t.Fatalf("the first bind's stubs were forgotten: %+v", got)
+	}
+	if err := unix.Unmount(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Release(context.Background(), &f.st, ReleaseOptions{StubRoot: f.rootfs}, f.save); err != nil {
+		t.Fatal(err)
+	}
+	f.checkClean("", "m")
+}
+
 // TestReleaseOldRecord: a record of an older version names only the
 // outermost stub. What lies beside the destination stays; the chain down
 // to the destination is removed while empty.
