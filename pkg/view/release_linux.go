@@ -15,8 +15,8 @@ import (
 
 // Release undoes what st records, in reverse order: the binds (in the
 // container's mount namespace, if it is still alive), the mountpoint stubs
-// (from opts.StubRoot), the view's mount, its loop device and its
-// mountpoint. Each undone step is cleared in st and saved. Release is
+// that are still empty (from opts.StubRoot: see releaseStubs), the view's
+// mount, its loop device and its mountpoint. Each undone step is cleared in st and saved. Release is
 // idempotent: what is already gone (not mounted, not attached, missing) is
 // skipped, so it may run twice or after a partial Prepare. A step that
 // fails is reported and the steps that do not depend on it still run; the
