@@ -16,6 +16,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/overlay"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/view"
 )
 
 // checkExportDest refuses a destination the policy does not allow, at
@@ -156,17 +157,15 @@ func WriteSnapshot(ctx context.Context, sink location.Sink, upper string, opts .
 	return p.Commit()
 }
 
-// excludes are the runtime's mountpoint stubs: every mount destination of
-// the container (like `podman diff`, only the container's own changes).
+// excludes are the runtime's mountpoint stubs, every mount destination of
+// the container (like `podman diff`, only the container's own changes),
+// and for views the bind destinations and the stubs still recorded that
+// hold nothing else (view.Excludes): never a file the container wrote
+// beside a bind destination.
 func excludes(rec *statefile.Record) []string {
-	out := append([]string{}, rec.MountDestinations...)
-	for _, v := range rec.Views {
-		for _, b := range v.Binds {
-			out = append(out, b.Dst)
-			if b.Stub != "" {
-				out = append(out, b.Stub) // the topmost mountpoint directory created
-			}
-		}
+	upper := ""
+	if rec.Overlay != nil {
+		upper = rec.Overlay.Upper
 	}
-	return out
+	return view.Excludes(upper, rec.Views, rec.MountDestinations)
 }

@@ -160,6 +160,7 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 		Rootfs:  c.Rootfs,
 		Pid:     pid,
 	}
+	req.PidStart = rec.PidStart // checked as the namespace is entered
 	err := view.Prepare(ctx, req, &rec.Views[0], save)
 	if err == nil {
 		h.log.Info("view prepared", "view", v.annotationValue(), "mountpoint", rec.Views[0].Mountpoint,
@@ -212,22 +213,26 @@ func viewLeft(v *statefile.View) bool {
 		return true
 	}
 	for _, b := range v.Binds {
-		if b.Mounted || b.Stub != "" {
+		if b.Mounted || b.Stub != "" || len(b.Stubs) > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// releaseViews undoes the container's views: unmount, loop detach, stubs
-// removed from the writable layer (before an export in the same poststop
-// run, so that it holds no stubs). Binds are only unmounted by hand while
-// the container's process still lives; otherwise they went with its mount
-// namespace.
+// releaseViews undoes the container's views: unmount, loop detach, empty
+// stubs removed from the writable layer (before an export in the same
+// poststop run, so that it holds no stubs; the files the container wrote
+// beside a bind destination stay, and are exported). Binds are only
+// unmounted by hand while the container's process still lives; otherwise
+// they went with its mount namespace. Whether it lives is checked as its
+// namespace is entered (the pid and its start time, through one
+// descriptor: see package mountns), so a reused pid is never entered;
+// the check here only spares the attempt.
 func (h *hook) releaseViews(ctx context.Context, rec *statefile.Record) error {
 	opts := view.ReleaseOptions{StubRoot: stubRoot(rec)}
 	if rec.Pid > 0 && rec.PidStart != 0 && statefile.Alive(rec.Pid, rec.PidStart) {
-		opts.Live, opts.Pid, opts.Rootfs = true, rec.Pid, rec.Rootfs
+		opts.Live, opts.Pid, opts.PidStart, opts.Rootfs = true, rec.Pid, rec.PidStart, rec.Rootfs
 	}
 	save := func() error { return h.state.Write(rec) }
 	var errs []error

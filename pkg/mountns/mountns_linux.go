@@ -3,34 +3,43 @@ package mountns
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
-// Do runs fn on an OS thread in the mount namespace of process pid and
+// Do runs fn on an OS thread in the mount namespace of process p and
 // returns its error. When the caller is already in that namespace (a
-// createContainer hook runs inside it) fn runs directly.
+// createContainer hook runs inside it) fn runs directly. When p has exited
+// or its pid now names another process, fn does not run and the error
+// wraps ErrGone.
 //
-// In fn, path lookups resolve in pid's namespace (its root and cwd are that
+// The check and the entry are one operation (see the package doc): the
+// start time is read and the namespace opened through one descriptor of
+// /proc/<pid>.
+//
+// In fn, path lookups resolve in p's namespace (its root and cwd are that
 // namespace's root); file descriptors opened before Do stay usable. A
 // goroutine started by fn runs on an ordinary thread in the caller's
 // namespace: see Outside.
-func Do(pid int, fn func() error) error {
-	same, err := Same(pid)
+func Do(p Process, fn func() error) error {
+	ns, err := openNS(p)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	same, err := isOwn(ns)
 	if err != nil {
 		return err
 	}
 	if same {
 		return fn()
 	}
-	ns, err := os.Open(nsPath(pid))
-	if err != nil {
-		return fmt.Errorf("mountns: open mount namespace of process %d: %w", pid, err)
-	}
-	defer ns.Close()
 	errc := make(chan error, 1)
 	onOwnThread(func() {
 		// setns(CLONE_NEWNS) refuses a thread whose fs_struct (root, cwd,
@@ -40,7 +49,7 @@ func Do(pid int, fn func() error) error {
 			return
 		}
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
-			errc <- fmt.Errorf("mountns: enter mount namespace of process %d: %w", pid, err)
+			errc <- fmt.Errorf("mountns: enter mount namespace of process %d: %w", p.Pid, err)
 			return
 		}
 		errc <- fn()
@@ -48,14 +57,92 @@ func Do(pid int, fn func() error) error {
 	return <-errc
 }
 
-// Same reports whether process pid is in the caller's mount namespace.
-func Same(pid int) (bool, error) {
+// Same reports whether process p is in the caller's mount namespace; the
+// error wraps ErrGone when p is gone.
+func Same(p Process) (bool, error) {
+	ns, err := openNS(p)
+	if err != nil {
+		return false, err
+	}
+	defer ns.Close()
+	return isOwn(ns)
+}
+
+// openNS opens the mount namespace of p, after checking that p is still
+// the process that started at p.Start. Both go through one descriptor of
+// /proc/<pid>, which stays bound to the process it was opened for: if that
+// process is gone, a lookup through it fails (ENOENT, ESRCH) rather than
+// reaching the pid's next owner. A zombie has no namespaces left.
+func openNS(p Process) (*os.File, error) {
+	if p.Pid <= 0 {
+		return nil, fmt.Errorf("mountns: %d is not a process id", p.Pid)
+	}
+	if p.Start == 0 {
+		return nil, fmt.Errorf("mountns: process %d: start time unknown", p.Pid)
+	}
+	dir := "/proc/" + strconv.Itoa(p.Pid)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("%w: process %d", ErrGone, p.Pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mountns: open %s: %w", dir, err)
+	}
+	defer unix.Close(dfd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(dfd, &sfs); err != nil {
+		return nil, fmt.Errorf("mountns: statfs %s: %w", dir, err)
+	}
+	if sfs.Type != unix.PROC_SUPER_MAGIC {
+		return nil, fmt.Errorf("mountns: %s is not on a proc file system", dir)
+	}
+	gone := func(err error) bool { return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) }
+	stat, err := readAt(dfd, "stat")
+	if gone(err) {
+		return nil, fmt.Errorf("%w: process %d", ErrGone, p.Pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mountns: read %s/stat: %w", dir, err)
+	}
+	start, running, err := statefile.ParseStat(stat)
+	if err != nil {
+		return nil, fmt.Errorf("mountns: parse %s/stat: %w", dir, err)
+	}
+	if start != p.Start {
+		return nil, fmt.Errorf("%w: pid %d is now another process (started at %d, want %d)", ErrGone, p.Pid, start, p.Start)
+	}
+	if !running {
+		return nil, fmt.Errorf("%w: process %d has exited", ErrGone, p.Pid)
+	}
+	fd, err := unix.Openat(dfd, "ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if gone(err) {
+		return nil, fmt.Errorf("%w: process %d", ErrGone, p.Pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mountns: open mount namespace of process %d: %w", p.Pid, err)
+	}
+	return os.NewFile(uintptr(fd), dir+"/ns/mnt"), nil
+}
+
+// readAt reads the (small) file name in directory dfd.
+func readAt(dfd int, name string) ([]byte, error) {
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 4096))
+}
+
+// isOwn reports whether ns is the calling thread's mount namespace.
+func isOwn(ns *os.File) (bool, error) {
 	var self, other unix.Stat_t
 	if err := unix.Stat("/proc/thread-self/ns/mnt", &self); err != nil {
 		return false, fmt.Errorf("mountns: own mount namespace: %w", err)
 	}
-	if err := unix.Stat(nsPath(pid), &other); err != nil {
-		return false, fmt.Errorf("mountns: mount namespace of process %d: %w", pid, err)
+	if err := unix.Fstat(int(ns.Fd()), &other); err != nil {
+		return false, fmt.Errorf("mountns: stat %s: %w", ns.Name(), err)
 	}
 	return self.Dev == other.Dev && self.Ino == other.Ino, nil
 }
@@ -81,8 +168,6 @@ func onOwnThread(f func()) {
 	}()
 	<-done
 }
-
-func nsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/mnt" }
 
 // Outside runs fn in a new goroutine and waits for it. Called from inside
 // Do, fn runs on another thread, in the namespace Do was called from: use

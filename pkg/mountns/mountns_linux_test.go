@@ -5,17 +5,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // otherNS starts a process in a new mount namespace (a copy of ours) and
-// returns its pid; it is killed at the end of the test.
-func otherNS(t *testing.T) int {
+// returns it; it is killed at the end of the test.
+func otherNS(t *testing.T) Process {
+	t.Helper()
+	p, _ := otherNSCmd(t)
+	return p
+}
+
+func otherNSCmd(t *testing.T) (Process, *exec.Cmd) {
 	t.Helper()
 	cmd := exec.Command("sleep", "1000")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
@@ -23,12 +32,21 @@ func otherNS(t *testing.T) int {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd.Process.Pid
+	return process(t, cmd.Process.Pid), cmd
+}
+
+func process(t *testing.T, pid int) Process {
+	t.Helper()
+	start, err := statefile.ProcessStartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Process{Pid: pid, Start: start}
 }
 
 func TestSame(t *testing.T) {
 	testutil.RequireRoot(t)
-	same, err := Same(os.Getpid())
+	same, err := Same(process(t, os.Getpid()))
 	if err != nil || !same {
 		t.Fatalf("Same(self) = %v, %v", same, err)
 	}
@@ -36,8 +54,80 @@ func TestSame(t *testing.T) {
 	if err != nil || same {
 		t.Fatalf("Same(other) = %v, %v", same, err)
 	}
-	if _, err := Same(-1); err == nil {
+	if _, err := Same(Process{Pid: -1, Start: 1}); err == nil {
 		t.Fatal("Same(-1): no error")
+	}
+}
+
+// TestDoChecksProcess: Do enters the namespace of the process that started
+// at the given time, and of no other: a wrong start time (the pid reused
+// by another process), a zombie and a reaped process fail with ErrGone and
+// fn does not run.
+func TestDoChecksProcess(t *testing.T) {
+	testutil.RequireRoot(t)
+	p, cmd := otherNSCmd(t)
+	entered := func(q Process) (bool, error) {
+		ran := false
+		err := Do(q, func() error {
+			ran = true
+			same, err := Same(process(t, os.Getpid()))
+			if err == nil && same {
+				return errors.New("fn ran in our own namespace")
+			}
+			return err
+		})
+		return ran, err
+	}
+	if ran, err := entered(p); err != nil || !ran {
+		t.Fatalf("Do(right start time) = ran %v, %v", ran, err)
+	}
+	for _, q := range []Process{{Pid: p.Pid, Start: p.Start + 1}, {Pid: p.Pid, Start: p.Start - 1}} {
+		if ran, err := entered(q); !errors.Is(err, ErrGone) || ran {
+			t.Errorf("Do(start %d, want %d) = ran %v, %v; want ErrGone", q.Start, p.Start, ran, err)
+		}
+	}
+	if _, err := entered(Process{Pid: p.Pid}); err == nil || errors.Is(err, ErrGone) {
+		t.Errorf("Do(start time unknown) = %v, want a refusal", err)
+	}
+	// Killed but not waited for: a zombie, whose namespaces are gone.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, running, _ := statefile.ParseStat(st); !running {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ran, err := entered(p); !errors.Is(err, ErrGone) || ran {
+		t.Errorf("Do(zombie) = ran %v, %v; want ErrGone", ran, err)
+	}
+	cmd.Wait()
+	if ran, err := entered(p); !errors.Is(err, ErrGone) || ran {
+		t.Errorf("Do(reaped) = ran %v, %v; want ErrGone", ran, err)
+	}
+}
+
+// TestNSBoundToProcess: the kernel behaviour Do relies on. A descriptor of
+// /proc/<pid> stays bound to its process: once that process is reaped, a
+// lookup of ns/mnt through it fails, whoever gets the pid next.
+func TestNSBoundToProcess(t *testing.T) {
+	testutil.RequireRoot(t)
+	p, cmd := otherNSCmd(t)
+	dfd, err := unix.Open("/proc/"+strconv.Itoa(p.Pid), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if fd, err := unix.Openat(dfd, "ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		unix.Close(fd)
+		t.Fatal("ns/mnt of a reaped process opened through its old /proc descriptor")
 	}
 }
 
@@ -64,7 +154,7 @@ func TestDoMountsOnlyThere(t *testing.T) {
 		if err := Do(pid, func() error { return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if same, _ := Same(os.Getpid()); !same {
+		if same, _ := Same(process(t, os.Getpid())); !same {
 			t.Fatal("this thread left our mount namespace")
 		}
 	}

@@ -5,10 +5,10 @@ package mountns
 import "os"
 
 // Do is not supported outside Linux.
-func Do(pid int, fn func() error) error { return ErrNotSupported }
+func Do(p Process, fn func() error) error { return ErrNotSupported }
 
 // Same is not supported outside Linux.
-func Same(pid int) (bool, error) { return false, ErrNotSupported }
+func Same(p Process) (bool, error) { return false, ErrNotSupported }
 
 // Outside runs fn.
 func Outside(fn func() error) error { return fn() }

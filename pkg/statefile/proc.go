@@ -31,6 +31,19 @@ func Alive(pid int, start uint64) bool {
 	return st.start == start && st.state != 'Z' && st.state != 'X'
 }
 
+// ParseStat returns the start time (field 22) of the contents of a
+// /proc/<pid>/stat file, and whether that process is running: not a
+// zombie, not dead. For callers that read the file through a descriptor
+// of /proc/<pid> they hold (package mountns), so that the start time is
+// that of the process they opened.
+func ParseStat(data []byte) (start uint64, running bool, err error) {
+	st, err := parseStat(data)
+	if err != nil {
+		return 0, false, err
+	}
+	return st.start, st.state != 'Z' && st.state != 'X', nil
+}
+
 type procStat struct {
 	state byte
 	start uint64

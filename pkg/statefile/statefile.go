@@ -87,10 +87,24 @@ type View struct {
 type Bind struct {
 	Src string `json:"src"`
 	Dst string `json:"dst"`
-	// Stub is the path of a mountpoint stub created in the rootfs for Dst,
-	// "" if none was created.
+	// Stubs are the components of Dst that were missing in the rootfs and
+	// were created for the bind, outermost first: directories, then the
+	// mountpoint itself. Each is recorded before it is created; release
+	// removes them deepest first, and only while they are empty.
+	Stubs []Stub `json:"stubs,omitempty"`
+	// Stub is what versions before Stubs recorded: the outermost component
+	// created, "" if none. It is read (a record of an older hook is still
+	// released) and never written.
 	Stub    string `json:"stub,omitempty"`
 	Mounted bool   `json:"mounted,omitempty"`
+}
+
+// Stub is one mountpoint component created in a container's rootfs.
+type Stub struct {
+	// Path is the component's container path, symbolic links resolved.
+	Path string `json:"path"`
+	// Dir says it was created a directory, else an empty regular file.
+	Dir bool `json:"dir,omitempty"`
 }
 
 // idRE is the rule runc and crun apply to container ids; a leading

@@ -31,7 +31,11 @@ func fullRecord(id string) *Record {
 		Views: []View{{
 			Kind: "file", Source: "/var/lib/ocisnap/boot.erofs", Mountpoint: "/run/ocisnap/views/" + id,
 			LoopDevice: "/dev/loop7", Mounted: true,
-			Binds: []Bind{{Src: "/vmlinuz", Dst: "/boot/vmlinuz", Stub: "/r/boot/vmlinuz", Mounted: true}},
+			Binds: []Bind{
+				{Src: "/vmlinuz", Dst: "/boot/vmlinuz", Stub: "/r/boot/vmlinuz", Mounted: true}, // an older hook's record
+				{Src: "/initrd", Dst: "/a/b/initrd", Mounted: true, Stubs: []Stub{
+					{Path: "/a", Dir: true}, {Path: "/a/b", Dir: true}, {Path: "/a/b/initrd"}}},
+			},
 		}},
 	}
 }

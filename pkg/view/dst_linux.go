@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // resolveBeneath keeps a lookup under the rootfs: an absolute symlink or a
@@ -18,13 +20,16 @@ const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
 // openDst opens the bind destination rel (relative to the rootfs at
 // rootfs, in the calling thread's mount namespace) as an O_PATH file,
 // creating it when missing: a directory if isDir, else an empty file, and
-// its missing parents as directories. Before creating the topmost missing
-// component on the rootfs's own mount, it calls recordStub with that
-// component's container path (symlinks resolved); after a failed creation
-// with "". Components created on a tmpfs mounted in the container are not
-// recorded (they go with the container's mount namespace); creating one on
-// any other mount (a volume bound from the host) is refused.
-func openDst(rootfs, rel string, isDir bool, recordStub func(string) error) (*os.File, error) {
+// its missing parents as directories. When the first missing component is
+// on the rootfs's own mount, recordStubs is called, before anything is
+// created, with every component about to be created (container paths,
+// symlinks resolved, outermost first: the missing directories, then the
+// mountpoint); if a creation fails, it is called again with the ones
+// actually created. Components created on a tmpfs mounted in the container
+// are not recorded (they go with the container's mount namespace);
+// creating one on any other mount (a volume bound from the host) is
+// refused.
+func openDst(rootfs, rel string, isDir bool, recordStubs func([]statefile.Stub) error) (*os.File, error) {
 	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open container rootfs: %w", err)
@@ -39,9 +44,10 @@ func openDst(rootfs, rel string, isDir bool, recordStub func(string) error) (*os
 		return nil, err
 	}
 	comps := strings.Split(rel, "/")
-	recorded := false
-	created := -1       // index of the component created last
-	var parent *os.File // the directory holding comps[i], nil for the root
+	first := -1                  // index of the first component missing
+	var planned []statefile.Stub // recorded stubs, comps[first:]
+	created := -1                // index of the component created last
+	var parent *os.File          // the directory holding comps[i], nil for the root
 	defer func() {
 		if parent != nil {
 			parent.Close()
@@ -89,20 +95,25 @@ func openDst(rootfs, rel string, isDir bool, recordStub func(string) error) (*os
 		if parent != nil {
 			dir = parent
 		}
-		stub, err := stubPath(dir, rootReal, rootMnt, comps[i])
-		if err != nil {
-			return nil, err
-		}
-		if stub != "" && !recorded {
-			if err := recordStub(stub); err != nil {
+		if first < 0 {
+			// Every component below is created in a directory made here,
+			// on the same mount: one check, one record.
+			first = i
+			stub, err := stubPath(dir, rootReal, rootMnt, comps[i])
+			if err != nil {
 				return nil, err
 			}
-			recorded = true
+			if stub != "" {
+				planned = stubChain(stub, comps[i+1:], isDir)
+				if err := recordStubs(planned); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if err := create(dir, comps[i], !last || isDir); err != nil {
-			if recorded && stub != "" {
-				// Nothing of ours is there: forget the stub, keep what is.
-				if rerr := recordStub(""); rerr != nil {
+			if planned != nil {
+				// Forget what was not made; keep what was.
+				if rerr := recordStubs(planned[:i-first]); rerr != nil {
 					err = errors.Join(err, rerr)
 				}
 			}
@@ -114,6 +125,19 @@ func openDst(rootfs, rel string, isDir bool, recordStub func(string) error) (*os
 		// Loop again on the same component: open what was just made.
 	}
 	panic("unreachable")
+}
+
+// stubChain returns the stubs of a destination whose first missing
+// component is at container path top, with the components below it: all
+// directories but the last, which is a directory if isDir.
+func stubChain(top string, below []string, isDir bool) []statefile.Stub {
+	out := []statefile.Stub{{Path: top, Dir: len(below) > 0 || isDir}}
+	p := top
+	for j, c := range below {
+		p += "/" + c
+		out = append(out, statefile.Stub{Path: p, Dir: j < len(below)-1 || isDir})
+	}
+	return out
 }
 
 // stubPath returns the container path of name in dir, if a stub made

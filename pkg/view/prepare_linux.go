@@ -24,7 +24,7 @@ func Prepare(ctx context.Context, req *Request, st *statefile.View, save func() 
 		if err == nil {
 			return
 		}
-		opts := ReleaseOptions{Live: true, Pid: req.Pid, Rootfs: req.Rootfs, StubRoot: req.Rootfs}
+		opts := ReleaseOptions{Live: true, Pid: req.Pid, PidStart: req.PidStart, Rootfs: req.Rootfs, StubRoot: req.Rootfs}
 		if rerr := Release(context.WithoutCancel(ctx), st, opts, save); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("roll back: %w", rerr))
 		}
@@ -136,15 +136,15 @@ func bind(req *Request, i int, root *os.File, st *statefile.View, save func() er
 		return err
 	}
 	// The destination is created and the tree attached from inside the
-	// container's mount namespace. A stub is recorded before it is made;
-	// the state is written from a thread outside that namespace (where the
-	// state directory is known to be).
-	recordStub := func(stub string) error {
-		sb.Stub = stub
+	// container's mount namespace. Stubs are recorded before they are
+	// made; the state is written from a thread outside that namespace
+	// (where the state directory is known to be).
+	recordStubs := func(stubs []statefile.Stub) error {
+		sb.Stubs = stubs
 		return mountns.Outside(save)
 	}
-	err = inNamespace(req.Pid, func() error {
-		dst, err := openDst(req.Rootfs, dstRel(b.Dst), isDir, recordStub)
+	err = inNamespace(req.Pid, req.PidStart, func() error {
+		dst, err := openDst(req.Rootfs, dstRel(b.Dst), isDir, recordStubs)
 		if err != nil {
 			return err
 		}

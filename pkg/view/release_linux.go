@@ -15,8 +15,8 @@ import (
 
 // Release undoes what st records, in reverse order: the binds (in the
 // container's mount namespace, if it is still alive), the mountpoint stubs
-// (from opts.StubRoot), the view's mount, its loop device and its
-// mountpoint. Each undone step is cleared in st and saved. Release is
+// that are still empty (from opts.StubRoot: see releaseStubs), the view's
+// mount, its loop device and its mountpoint. Each undone step is cleared in st and saved. Release is
 // idempotent: what is already gone (not mounted, not attached, missing) is
 // skipped, so it may run twice or after a partial Prepare. A step that
 // fails is reported and the steps that do not depend on it still run; the
@@ -28,14 +28,18 @@ func Release(ctx context.Context, st *statefile.View, opts ReleaseOptions, save 
 			errs = append(errs, err)
 		}
 	}
+	live := opts.Live
 	for i := len(st.Binds) - 1; i >= 0; i-- {
 		b := &st.Binds[i]
 		if !b.Mounted {
 			continue
 		}
-		if opts.Live {
-			err := inNamespace(opts.Pid, func() error { return unmountDst(opts.Rootfs, dstRel(b.Dst)) })
-			if err != nil {
+		if live {
+			err := inNamespace(opts.Pid, opts.PidStart, func() error { return unmountDst(opts.Rootfs, dstRel(b.Dst)) })
+			switch {
+			case errors.Is(err, mountns.ErrGone):
+				live = false // the binds went with the namespace
+			case err != nil:
 				errs = append(errs, fmt.Errorf("unmount bind on %q: %w", b.Dst, err))
 				continue
 			}
@@ -44,17 +48,8 @@ func Release(ctx context.Context, st *statefile.View, opts ReleaseOptions, save 
 		saved()
 	}
 	if opts.StubRoot != "" {
-		for i := len(st.Binds) - 1; i >= 0; i-- {
-			b := &st.Binds[i]
-			if b.Stub == "" {
-				continue
-			}
-			if err := removeStub(opts.StubRoot, b.Stub); err != nil {
-				errs = append(errs, fmt.Errorf("remove mountpoint stub %q: %w", b.Stub, err))
-				continue
-			}
-			b.Stub = ""
-			saved()
+		if err := releaseStubs(opts.StubRoot, st, saved); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if st.Mountpoint != "" {
@@ -134,20 +129,141 @@ func unmountDst(rootfs, rel string) error {
 	return mountns.Unmount(f)
 }
 
-// removeStub removes the stub (a container path) and what is beneath it
-// from root, never following a symlink out of root.
-func removeStub(root, stub string) error {
-	rel := strings.TrimLeft(stub, "/")
-	if rel == "" || strings.Contains("/"+rel+"/", "/../") {
-		return fmt.Errorf("recorded stub %q is not a path below the root", stub)
+// resolveStub keeps the lookup of a recorded stub beneath the stub root
+// and on its mount, and follows no symlink at all: a stub is recorded with
+// its symlinks resolved, so a symlink met on the way (or a mount) means
+// that the path is no longer the stub that was made.
+const resolveStub = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// releaseStubs removes the mountpoint stubs of st's binds from root (the
+// rootfs or its upper directory), each bind's deepest first and the last
+// bind's first, so that a directory is reached after what was made in it.
+// A bind still mounted keeps its stubs (removing a mountpoint would
+// detach the mount from the container's namespace behind its back). A
+// bind's stubs are forgotten once each is removed, gone, or left in place
+// because it is no longer an empty stub: what the container put there is
+// its own (README.md, "Boot views"). A stub left because it still holds
+// the stubs of a later bind that could not be removed yet stays recorded,
+// for the next release.
+func releaseStubs(root string, st *statefile.View, saved func()) error {
+	var rootf *os.File
+	defer func() {
+		if rootf != nil {
+			rootf.Close()
+		}
+	}()
+	var errs []error
+	blocked := false // a later bind's stubs are still there
+	for i := len(st.Binds) - 1; i >= 0; i-- {
+		b := &st.Binds[i]
+		stubs := stubsOf(b)
+		if len(stubs) == 0 {
+			continue
+		}
+		if b.Mounted {
+			blocked = true
+			continue
+		}
+		if rootf == nil {
+			f, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // nothing left to remove stubs from
+			}
+			if err != nil {
+				return fmt.Errorf("open stub root: %w", err)
+			}
+			rootf = f
+		}
+		var berrs []error
+		left := false
+		for j := len(stubs) - 1; j >= 0; j-- {
+			l, err := removeStub(rootf, stubs[j])
+			if err != nil {
+				berrs = append(berrs, fmt.Errorf("remove mountpoint stub %q in %s: %w", stubs[j].path, root, err))
+			}
+			left = left || l
+		}
+		if len(berrs) > 0 {
+			errs = append(errs, berrs...)
+			blocked = true
+			continue
+		}
+		if left && blocked {
+			continue
+		}
+		b.Stubs, b.Stub = nil, ""
+		saved()
 	}
-	r, err := os.OpenRoot(root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	return errors.Join(errs...)
+}
+
+// removeStub removes s from root if it is still what was made: an empty
+// directory, or an empty regular file. One that is gone is fine; one that
+// holds something, or was replaced by something else (a symlink, another
+// kind of file), is left in place (left) and that is not an error. A stub
+// a mount covers, or one beneath a mount, is an error. The rootfs is not
+// changing meanwhile (the container's process is gone, or has not
+// started).
+func removeStub(root *os.File, s stubRef) (left bool, err error) {
+	rel, ok := stubRel(s.path)
+	if !ok {
+		return false, errors.New("recorded stub is not a path below the root")
 	}
+	dir, name := ".", rel
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		dir, name = rel[:i], rel[i+1:]
+	}
+	pfd, err := openat2(int(root.Fd()), dir, &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolveStub})
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP):
+		return true, nil // no longer the directory made
+	case errors.Is(err, unix.EXDEV):
+		return false, errors.New("the way to it crosses a mount")
+	case err != nil:
+		return false, err
+	}
+	defer unix.Close(pfd)
+	fd, err := openat2(pfd, name, &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveStub})
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	case errors.Is(err, unix.ELOOP):
+		return true, nil // a symlink now
+	case errors.Is(err, unix.EXDEV):
+		return false, errors.New("something is mounted on it")
+	case err != nil:
+		return false, err
+	}
+	var fi unix.Stat_t
+	err = unix.Fstat(fd, &fi)
+	unix.Close(fd)
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer r.Close()
-	return r.RemoveAll(rel)
+	flags := 0
+	switch fi.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if s.kind == stubFile {
+			return true, nil
+		}
+		flags = unix.AT_REMOVEDIR
+	case unix.S_IFREG:
+		if s.kind == stubDir || fi.Size != 0 {
+			return true, nil
+		}
+	default:
+		return true, nil
+	}
+	err = unix.Unlinkat(pfd, name, flags)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOENT):
+		return false, nil
+	case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
+		return true, nil // the container's files are in it
+	}
+	return false, err
 }

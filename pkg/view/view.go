@@ -15,7 +15,11 @@
 // above the rootfs): such a destination is refused, not reinterpreted.
 // Mountpoints missing in the rootfs are created (and recorded as stubs, to
 // be removed at release) only on the rootfs's own file system or on a
-// tmpfs; never in a volume bound from the host.
+// tmpfs; never in a volume bound from the host. Release removes a stub
+// only while it is empty: what the container wrote beside a bind
+// destination (a file next to a bound kernel, in a directory the hook
+// created) is the container's, kept and exported (README.md, "Boot
+// views").
 //
 // Out of scope: the rootfs changing under the hook (the container's
 // process has not started when the hook runs), and the lower layers of an
@@ -98,6 +102,9 @@ type Request struct {
 	// namespace. 0 makes them in the caller's mount namespace (a
 	// createContainer hook runs inside the container's).
 	Pid int
+	// PidStart is Pid's start time (statefile.ProcessStartTime), checked
+	// as the namespace is entered, so that a reused pid is never entered.
+	PidStart uint64
 }
 
 // BindError is the error of one bind: Side says whether the source ("src")
@@ -125,13 +132,17 @@ type ReleaseOptions struct {
 	// process runs): the binds are unmounted in it, in the namespace of
 	// Pid, or the caller's when Pid is 0. Without Live the binds went
 	// with the namespace.
-	Live bool
-	Pid  int
+	// If the process turns out to be gone as its namespace is entered
+	// (mountns.ErrGone), the binds went with it.
+	Live     bool
+	Pid      int
+	PidStart uint64 // see Request.PidStart
 	// Rootfs is the container's rootfs as that namespace sees it.
 	Rootfs string
 	// StubRoot is the directory the mountpoint stubs are removed from: the
 	// container's rootfs while it is mounted, else its overlay upper
-	// directory; "" leaves them (an export excludes them by path).
+	// directory; "" leaves them (an export leaves out those still empty,
+	// see Excludes).
 	StubRoot string
 }
 
@@ -168,13 +179,15 @@ func (r *Request) validate() error {
 	return nil
 }
 
-// inNamespace runs fn in the mount namespace of pid, or directly when pid
-// is 0 (the caller is in the container's namespace).
-func inNamespace(pid int, fn func() error) error {
+// inNamespace runs fn in the mount namespace of the process pid that
+// started at start, or directly when pid is 0 (the caller is in the
+// container's namespace). The error wraps mountns.ErrGone if that process
+// is gone.
+func inNamespace(pid int, start uint64, fn func() error) error {
 	if pid == 0 {
 		return fn()
 	}
-	return mountns.Do(pid, fn)
+	return mountns.Do(mountns.Process{Pid: pid, Start: start}, fn)
 }
 
 // Mountpoint returns the host path a container's view is mounted on.

@@ -31,6 +31,7 @@ type fixture struct {
 	lowers                []string
 	views, allow, outside string
 	pid                   int
+	pidStart              uint64
 	cmd                   *exec.Cmd
 	saved                 []string // JSON of the view at each save
 	st                    statefile.View
@@ -76,6 +77,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.pid = f.cmd.Process.Pid
+	start, err := statefile.ProcessStartTime(f.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pidStart = start
 	t.Cleanup(f.stop)
 	return f
 }
@@ -102,7 +108,7 @@ func (f *fixture) request(kind Kind, source string, binds ...Bind) *Request {
 		ID: "c1", Dir: f.views, Kind: kind, Source: source,
 		Policy:  &policy.Policy{AllowDirs: []string{f.allow}},
 		Overlay: &statefile.Overlay{Lowers: f.lowers, Upper: f.upper},
-		Binds:   binds, Rootfs: f.rootfs, Pid: f.pid,
+		Binds:   binds, Rootfs: f.rootfs, Pid: f.pid, PidStart: f.pidStart,
 	}
 }
 
@@ -115,7 +121,7 @@ func (f *fixture) prepare(req *Request) error {
 // inContainer runs fn in the container's mount namespace.
 func (f *fixture) inContainer(fn func() error) {
 	f.t.Helper()
-	if err := mountns.Do(f.pid, fn); err != nil {
+	if err := mountns.Do(mountns.Process{Pid: f.pid, Start: f.pidStart}, fn); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -145,7 +151,7 @@ func (f *fixture) checkClean(image string, stubs ...string) {
 		f.t.Errorf("state records a view left: %+v", f.st)
 	}
 	for _, b := range f.st.Binds {
-		if b.Mounted || b.Stub != "" {
+		if b.Mounted || b.Stub != "" || len(b.Stubs) > 0 {
 			f.t.Errorf("state records a bind left: %+v", b)
 		}
 	}
@@ -166,9 +172,14 @@ func TestImageView(t *testing.T) {
 	if !f.st.Mounted || f.st.Mountpoint != mp || len(f.st.Binds) != 4 {
 		t.Fatalf("state after prepare: %+v", f.st)
 	}
-	for i, want := range []string{"/run/boot", "/run/boot/initrd.img", "", "/mnt"} {
-		if b := f.st.Binds[i]; !b.Mounted || b.Stub != want {
-			t.Errorf("bind %d: %+v, want mounted with stub %q", i, b, want)
+	for i, want := range [][]statefile.Stub{
+		{{Path: "/run/boot", Dir: true}, {Path: "/run/boot/vmlinuz"}},
+		{{Path: "/run/boot/initrd.img"}}, // symlinks resolved
+		nil,
+		{{Path: "/mnt", Dir: true}, {Path: "/mnt/view", Dir: true}},
+	} {
+		if b := f.st.Binds[i]; !b.Mounted || b.Stub != "" || fmt.Sprint(b.Stubs) != fmt.Sprint(want) {
+			t.Errorf("bind %d: %+v, want mounted with stubs %v", i, b, want)
 		}
 	}
 	if len(f.saved) < 6 {
