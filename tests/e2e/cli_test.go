@@ -24,6 +24,7 @@ import (
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/cgroupfreeze"
+	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
@@ -108,7 +109,7 @@ func liveContainer(t *testing.T, p *podman) *live {
 	id := p.run("run", "-d", "--network=none", img, "sh", "-c", writerLoop)
 	runcCleanup(t, id)
 	l := &live{id: id, merged: p.mergedDir(id)}
-	rc, err := hooks.FindRuntimeContainer([]string{"/run/runc"}, id)
+	rc, err := runtimestate.Find([]string{"/run/runc"}, id)
 	if err != nil {
 		t.Fatalf("podman's runc container not under /run/runc: %v", err)
 	}
