@@ -6,9 +6,9 @@ package hooks
 
 import (
 	"fmt"
+	"io"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/pflag"
 
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
@@ -28,24 +28,16 @@ type Action struct {
 // container with annotations. Paths are checked against the hook's policy
 // lexically (as the hook does before opening anything); no file is opened.
 func Explain(args []string, stage string, annotations map[string]string) []Action {
-	cfg := DefaultConfig()
-	fs := pflag.NewFlagSet("ocisnap-hook", pflag.ContinueOnError)
-	fs.SetOutput(discard{})
-	RegisterFlags(fs, &cfg)
-	// The flags cmd/ocisnap-hook adds; any other flag fails the hook.
-	fs.String("log-file", "", "")
-	fs.String("log-level", "", "")
-	fs.Bool("version", false, "")
+	cl := NewCommandLine()
+	cl.Flags.SetOutput(io.Discard)
 	var rest []string
 	if len(args) > 0 {
 		rest = args[1:]
 	}
-	if err := fs.Parse(rest); err != nil {
+	if err := cl.Parse(rest); err != nil {
 		return []Action{{Stage: stage, Action: "error", Problem: "hook arguments: " + err.Error() + " (the hook exits 2)"}}
 	}
-	if fs.NArg() > 0 {
-		cfg.Stage = fs.Arg(0)
-	}
+	cfg := cl.Config
 	status := map[string]specs.ContainerState{
 		StagePrestart: specs.StateCreating, StageCreateRuntime: specs.StateCreating,
 		StageCreateContainer: specs.StateCreating, "startContainer": specs.StateCreated,
@@ -116,7 +108,3 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 	}
 	return out
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -3,6 +3,8 @@ package hooks
 import (
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestExplain(t *testing.T) {
@@ -30,6 +32,7 @@ func TestExplain(t *testing.T) {
 		{"gvisor with compat", append(args, "--gvisor-compat"), "createRuntime", map[string]string{KeyGVisorRestore: snap}, []string{"restore"}},
 		{"forced stage", append(args, "poststop"), "createRuntime", map[string]string{KeyExport: snap}, []string{"export"}},
 		{"unknown flag", append(args, "--frobnicate"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
+		{"two stages", append(args, "poststop", "createRuntime"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"poststart", args, "poststart", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"view", args, "createRuntime", map[string]string{KeyView: "dir:/var/lib/ocisnap/v", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
 	} {
@@ -50,5 +53,37 @@ func TestExplain(t *testing.T) {
 				t.Fatalf("per-container key not used: %+v", acts[0])
 			}
 		})
+	}
+}
+
+// TestExplainAcceptsEveryHookFlag: the dry run parses a hooks.d file's
+// arguments with the hook's own flag set, so every flag the hook has is
+// accepted (and a misspelt one refused, as the hook refuses it).
+func TestExplainAcceptsEveryHookFlag(t *testing.T) {
+	snap := "/var/lib/ocisnap/s.tar"
+	ann := map[string]string{KeyExport: snap}
+	n := 0
+	NewCommandLine().Flags.VisitAll(func(f *pflag.Flag) {
+		n++
+		arg := "--" + f.Name
+		if f.Value.Type() != "bool" {
+			arg += "=" + f.DefValue
+			if f.Value.Type() == "stringArray" {
+				arg = "--" + f.Name + "=/var/lib/ocisnap"
+			}
+		}
+		for _, a := range Explain([]string{"ocisnap-hook", arg}, "poststop", ann) {
+			if a.Action == "error" {
+				t.Errorf("%s: refused: %s", arg, a.Problem)
+			}
+		}
+		typo := "--" + f.Name + "-typo"
+		bad := Explain([]string{"ocisnap-hook", typo}, "poststop", ann)
+		if len(bad) != 1 || bad[0].Action != "error" || !strings.Contains(bad[0].Problem, "unknown flag: "+typo) {
+			t.Errorf("%s: %+v, want the unknown flag named", typo, bad)
+		}
+	})
+	if n < 10 {
+		t.Fatalf("the hook has %d flags, want the policy flags, --state-dir, --strict-export, the log flags and --version", n)
 	}
 }
