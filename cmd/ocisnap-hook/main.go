@@ -32,7 +32,7 @@ func main() {
 		if errors.Is(err, pflag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\n", err)
+		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\nRun 'ocisnap-hook --help' for usage.\n", err)
 		os.Exit(2)
 	}
 	if cl.Version {

@@ -624,6 +624,39 @@ func TestCLIVersion(t *testing.T) {
 	}
 }
 
+// TestHookUsageErrors: a bad command line of the installed ocisnap-hook
+// exits 2 and says why on stderr (runtimes put a hook's stderr in their
+// error message), followed by the usage hint.
+func TestHookUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--alow-dir", "/x"}, "ocisnap-hook: unknown flag: --alow-dir"},
+		{[]string{"--max-bytes", "lots"}, `ocisnap-hook: invalid argument "lots" for "--max-bytes"`},
+		{[]string{"createRuntime", "poststop"}, "ocisnap-hook: at most one argument (the stage) expected"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.Command(hookBin, tc.args...)
+			cmd.Stdin = strings.NewReader("{}")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want status 2\n%s", err, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], tc.want) || lines[1] != "Run 'ocisnap-hook --help' for usage." {
+				t.Errorf("stderr:\n%s\nwant a line starting %q and the usage hint", stderr.String(), tc.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", stdout.String())
+			}
+		})
+	}
+}
+
 // TestCLIGC: `ocisnap gc` forgets containers whose process is gone, keeps
 // live ones, and removes stale temporary export files.
 func TestCLIGC(t *testing.T) {
