@@ -574,6 +574,9 @@ func TestCLIHooks(t *testing.T) {
 	// Per-container key of a pod (CRI-O's container name), --stage.
 	r = ocisnap(t, nil, "hooks", "--json", "--hooks-dir", hooksDir, "--stage", "poststop",
 		"-a", "io.kubernetes.container.name=app", "-a", "io.ocisnap.export.app="+snap)
+	if r.code != 0 {
+		t.Fatalf("per-container key, --stage poststop: exit %d\n%s", r.code, r.stderr)
+	}
 	h = decode(r)
 	if got := actions(h, "poststop"); !slices.Equal(got, []string{"export"}) || len(h.Stages["createRuntime"]) != 0 {
 		t.Errorf("per-container key, --stage poststop: %+v", h.Stages)
@@ -586,8 +589,8 @@ func TestCLIHooks(t *testing.T) {
 		t.Errorf("unrelated annotation: exit %d\n%s", r.code, r.stdout)
 	}
 	r = ocisnap(t, nil, "hooks", "--hooks-dir", hooksDir, "-a", "io.ocisnap.restore=/etc/shadow")
-	if !strings.Contains(r.stdout, "FAILS") || !strings.Contains(r.stdout, "not inside an allowed directory") {
-		t.Errorf("refused restore source not reported:\n%s", r.stdout)
+	if r.code != 0 || !strings.Contains(r.stdout, "FAILS") || !strings.Contains(r.stdout, "not inside an allowed directory") {
+		t.Errorf("refused restore source not reported (or not with exit 0): exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 
 	// An invalid JSON file in a later directory: named, exit 1, and the
