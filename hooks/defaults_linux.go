@@ -1,13 +1,13 @@
 package hooks
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
+
+	mobyuser "github.com/moby/sys/user"
 )
 
 // hostUID returns the host uid this process really runs as: its euid, or,
@@ -15,30 +15,24 @@ import (
 // of the user's namespace), the host uid that namespace's uid 0 maps to.
 // It reports false when the process is real root on the host.
 func hostUID() (int, bool) {
-	euid := os.Geteuid()
-	f, err := os.Open("/proc/self/uid_map")
+	maps, err := mobyuser.CurrentProcessUIDMap()
 	if err != nil {
-		return euid, euid != 0
+		maps = nil // no /proc: the euid is all there is
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) != 3 {
-			continue
-		}
-		inside, err1 := strconv.ParseUint(fs[0], 10, 32)
-		outside, err2 := strconv.ParseUint(fs[1], 10, 32)
-		size, err3 := strconv.ParseUint(fs[2], 10, 32)
-		if err1 != nil || err2 != nil || err3 != nil {
-			continue
-		}
-		if uint64(euid) >= inside && uint64(euid) < inside+size {
-			host := int(outside + uint64(euid) - inside)
+	return toParentUID(os.Geteuid(), maps)
+}
+
+// toParentUID maps uid through the entries of a /proc/<pid>/uid_map
+// (user_namespaces(7)) to the parent namespace's uid, and reports whether
+// that is not root. A uid no entry covers stays as it is.
+func toParentUID(uid int, maps []mobyuser.IDMap) (int, bool) {
+	for _, m := range maps {
+		if int64(uid) >= m.ID && int64(uid) < m.ID+m.Count {
+			host := int(m.ParentID + int64(uid) - m.ID)
 			return host, host != 0
 		}
 	}
-	return euid, euid != 0
+	return uid, uid != 0
 }
 
 // userDefaults returns the per-user state dir and allowed snapshot dir of a

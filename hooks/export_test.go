@@ -156,3 +156,13 @@ func testPoststopKeepsFilesBesideBinds(t *testing.T, old bool) {
 		}
 	}
 }
+
+func writeFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

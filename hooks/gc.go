@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
@@ -42,7 +43,7 @@ type GCReport struct {
 // dead container's view, nor a live container's view get released. A
 // record without a start time is kept while its pid exists. A container
 // whose process exited but that its runtime still knows (runc or crun
-// state under RuntimeRoots: stopped, not yet deleted) has its views
+// state under runtimestate.Roots: stopped, not yet deleted) has its views
 // released, but when it asked for an export its state file is kept (without
 // the views) for the poststop still to come: nothing is lost.
 //
@@ -110,19 +111,9 @@ func alive(rec *statefile.Record) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// RuntimeRoots are where runc and crun keep the state of containers they
-// have not deleted yet (their --root defaults, rootful and rootless).
-func RuntimeRoots() []string {
-	roots := []string{"/run/runc", "/run/crun"}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		roots = append(roots, filepath.Join(d, "runc"), filepath.Join(d, "crun"))
-	}
-	return roots
-}
-
 // knownToRuntime reports whether runc or crun still has a container id.
 func knownToRuntime(id string) bool {
-	for _, root := range RuntimeRoots() {
+	for _, root := range runtimestate.Roots() {
 		if _, err := os.Lstat(filepath.Join(root, id)); err == nil {
 			return true
 		}

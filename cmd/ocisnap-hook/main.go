@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,38 +20,27 @@ import (
 )
 
 func main() {
-	cfg := hooks.DefaultConfig()
-	fs := pflag.NewFlagSet("ocisnap-hook", pflag.ContinueOnError)
-	fs.SortFlags = false
-	hooks.RegisterFlags(fs, &cfg)
-	logFile := fs.String("log-file", "", "also append log records (JSON) to this file")
-	logLevel := fs.String("log-level", "warn", "stderr log level: debug, info, warn, error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
+	cl := hooks.NewCommandLine()
+	cl.Flags.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: ocisnap-hook [flags] [stage] < state.json\n\n"+
 			"OCI hook: restore, export and boot views driven by io.ocisnap.* annotations.\n"+
 			"The stage (prestart, createRuntime, createContainer, poststop) is taken from the\n"+
 			"state's status when not given.\n\nFlags:\n")
-		fs.PrintDefaults()
+		cl.Flags.PrintDefaults()
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == pflag.ErrHelp {
+	if err := cl.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
 			os.Exit(0)
 		}
+		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\nRun 'ocisnap-hook --help' for usage.\n", err)
 		os.Exit(2)
 	}
-	if *showVersion {
+	if cl.Version {
 		fmt.Println(version.String("ocisnap-hook"))
 		return
 	}
-	if fs.NArg() > 1 {
-		fmt.Fprintln(os.Stderr, "ocisnap-hook: at most one argument (the stage) expected")
-		os.Exit(2)
-	}
-	if fs.NArg() == 1 {
-		cfg.Stage = fs.Arg(0)
-	}
-	logger, closeLog, err := logging.New(os.Stderr, *logLevel, *logFile)
+	cfg := cl.Config
+	logger, closeLog, err := logging.New(os.Stderr, cl.LogLevel, cl.LogFile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\n", err)
 		os.Exit(2)

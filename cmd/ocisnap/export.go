@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -15,6 +16,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/progress"
+	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 )
 
 type exportOpts struct {
@@ -27,7 +29,7 @@ type exportOpts struct {
 }
 
 func newExportCmd(a *app) *cobra.Command {
-	o := exportOpts{runtimeRoots: []string{hooks.DefaultRuntimeRoots[0]}, freezeTimeout: 30 * time.Second}
+	o := exportOpts{freezeTimeout: 30 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "export [CONTAINER] -o FILE|-",
 		Short: "Snapshot a running container's writable layer",
@@ -39,7 +41,7 @@ func newExportCmd(a *app) *cobra.Command {
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("runtime-root") {
-				o.runtimeRoots = hooks.DefaultRuntimeRoots
+				o.runtimeRoots = runtimestate.Roots()
 			}
 			return a.export(cmd.Context(), &o, args)
 		},
@@ -51,7 +53,8 @@ func newExportCmd(a *app) *cobra.Command {
 	f.StringVar(&o.compression, "compression", string(layer.CompressionNone), "compression: none, gzip or zstd")
 	f.BoolVar(&o.noPause, "no-pause", false, "do not freeze the container (the snapshot may then be inconsistent)")
 	f.StringArrayVar(&o.runtimeRoots, "runtime-root", o.runtimeRoots,
-		"runtime state directory to find CONTAINER in (repeatable; default /run/runc, then /run/crun)")
+		"runtime state directory to find CONTAINER in (repeatable; default runc's and crun's: "+
+			strings.Join(runtimestate.Roots(), ", ")+")")
 	f.StringVar(&o.rootfs, "rootfs", "", "export the overlay mounted at this path instead of a container's")
 	f.StringVar(&o.upper, "upper", "", "export this overlay upper directory instead of a container's")
 	f.StringVar(&o.cgroup, "cgroup", "", "with --rootfs or --upper: cgroup directory to freeze while exporting")
@@ -203,7 +206,7 @@ func (a *app) exportSource(o *exportOpts, args []string) (*exportSource, error) 
 		}
 		return &exportSource{name: o.rootfs, upper: upper, opts: opts, cg: cg}, nil
 	}
-	rc, err := hooks.FindRuntimeContainer(o.runtimeRoots, args[0])
+	rc, err := runtimestate.Find(o.runtimeRoots, args[0])
 	if err != nil {
 		return nil, err
 	}

@@ -164,7 +164,10 @@ func TestExportConvertDiffApply(t *testing.T) {
 	if out != want {
 		t.Fatalf("diff:\n%s\nwant:\n%s", out, want)
 	}
-	out, _, _ = cli(t, nil, "diff", "--json", "--base", up, snap)
+	out, stderr, code = cli(t, nil, "diff", "--json", "--base", up, snap)
+	if code != 0 {
+		t.Fatalf("diff --json --base: exit %d\n%s", code, stderr)
+	}
 	var js []map[string]any
 	if err := json.Unmarshal([]byte(out), &js); err != nil {
 		t.Fatal(err)
@@ -223,9 +226,10 @@ func TestHooksCommand(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	out, _, _ = cli(t, nil, "hooks", "--hooks-dir", dir, "-a", "io.ocisnap.export=/tmp/a.tar", "--stage", "prestart")
-	if !strings.Contains(out, "FAILS") || strings.Contains(out, "poststop:") {
-		t.Errorf("export outside the allow-dir, createRuntime only:\n%s", out)
+	// A refused action is reported, not an error of the command: exit 0.
+	out, stderr, code = cli(t, nil, "hooks", "--hooks-dir", dir, "-a", "io.ocisnap.export=/tmp/a.tar", "--stage", "prestart")
+	if code != 0 || !strings.Contains(out, "FAILS") || strings.Contains(out, "poststop:") {
+		t.Errorf("export outside the allow-dir, createRuntime only: exit %d\n%s\n%s", code, out, stderr)
 	}
 
 	os.WriteFile(filepath.Join(dir, "zz-bad.json"), []byte(`{"version": "1.0.0", "hook": {"path": "`+bin+`"}, "stages": ["sometime"]}`), 0o644)

@@ -5,8 +5,6 @@
 package logging
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,7 +29,7 @@ func New(stderr io.Writer, level, logFile string) (*slog.Logger, func(), error) 
 	}
 	fileLvl := min(lvl, slog.LevelInfo)
 	js := slog.NewJSONHandler(f, &slog.HandlerOptions{Level: fileLvl})
-	return slog.New(fanout{text, js}), func() { _ = f.Close() }, nil
+	return slog.New(slog.NewMultiHandler(text, js)), func() { _ = f.Close() }, nil
 }
 
 // dropTime removes the time from stderr records: the runtime adds its own.
@@ -40,41 +38,4 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 		return slog.Attr{}
 	}
 	return a
-}
-
-type fanout []slog.Handler
-
-func (f fanout) Enabled(ctx context.Context, l slog.Level) bool {
-	for _, h := range f {
-		if h.Enabled(ctx, l) {
-			return true
-		}
-	}
-	return false
-}
-
-func (f fanout) Handle(ctx context.Context, r slog.Record) error {
-	var errs []error
-	for _, h := range f {
-		if h.Enabled(ctx, r.Level) {
-			errs = append(errs, h.Handle(ctx, r.Clone()))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (f fanout) WithAttrs(as []slog.Attr) slog.Handler {
-	out := make(fanout, len(f))
-	for i, h := range f {
-		out[i] = h.WithAttrs(as)
-	}
-	return out
-}
-
-func (f fanout) WithGroup(name string) slog.Handler {
-	out := make(fanout, len(f))
-	for i, h := range f {
-		out[i] = h.WithGroup(name)
-	}
-	return out
 }

@@ -17,7 +17,7 @@ import (
 // R1: the pool's cached directory descriptor (filePool.dir/dirPath) is
 // reused for a path that was removed and made again: the worker creates in
 // the deleted directory (ENOENT). Serial succeeds.
-func TestReviewStaleDirRef(t *testing.T) {
+func TestApplyRecreatedDirNotCached(t *testing.T) {
 	testutil.RequireRoot(t)
 	b := buildTar(t, tDir("d/"), tFile("d/f", "1"), tWhiteout("d"), tDir("d/"), tFile("d/g", "2"))
 	for _, n := range []int{1, 2} {
@@ -34,7 +34,7 @@ func TestReviewStaleDirRef(t *testing.T) {
 
 // R1b: same stale descriptor, with an in-root symlink: the file lands in the
 // directory the path named before, not the one it names now.
-func TestReviewStaleDirRefWrongDir(t *testing.T) {
+func TestApplyRetargetedSymlinkDirNotCached(t *testing.T) {
 	testutil.RequireRoot(t)
 	b := buildTar(t, tDir("a/"), tDir("b/"), tSymlink("l", "a"), tDir("l/s/"), tFile("l/s/f", "1"),
 		tSymlink("l", "b"), tDir("l/s/"), tFile("l/s/g", "2"))
@@ -54,7 +54,7 @@ func TestReviewStaleDirRefWrongDir(t *testing.T) {
 // R2: path-keyed "free name" check defeated by an in-root symlink alias:
 // the applier creates d/f (as l/f), then hands d/f to a worker as "free";
 // the worker's O_EXCL create fails. Serial replaces the file.
-func TestReviewAliasFreeName(t *testing.T) {
+func TestApplySymlinkAliasReplacesFile(t *testing.T) {
 	testutil.RequireRoot(t)
 	b := buildTar(t, tDir("d/"), tSymlink("l", "d"), tFile("l/f", "1"), tFile("d/f", "2"))
 	for _, n := range []int{1, 2} {
@@ -73,7 +73,7 @@ func TestReviewAliasFreeName(t *testing.T) {
 // directory becomes setgid group 1234 after its info was cached, the next
 // file is created without chown and inherits gid 1234 instead of 0. Also
 // with 1 worker (the serial path).
-func TestReviewStaleDirInfo(t *testing.T) {
+func TestApplyDirInfoNotCachedThroughAlias(t *testing.T) {
 	testutil.RequireRoot(t)
 	x := tDir("x/")
 	x.h.Mode, x.h.Gid = 0o2775, 1234

@@ -24,6 +24,7 @@ import (
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/cgroupfreeze"
+	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
@@ -108,7 +109,7 @@ func liveContainer(t *testing.T, p *podman) *live {
 	id := p.run("run", "-d", "--network=none", img, "sh", "-c", writerLoop)
 	runcCleanup(t, id)
 	l := &live{id: id, merged: p.mergedDir(id)}
-	rc, err := hooks.FindRuntimeContainer([]string{"/run/runc"}, id)
+	rc, err := runtimestate.Find([]string{"/run/runc"}, id)
 	if err != nil {
 		t.Fatalf("podman's runc container not under /run/runc: %v", err)
 	}
@@ -573,6 +574,9 @@ func TestCLIHooks(t *testing.T) {
 	// Per-container key of a pod (CRI-O's container name), --stage.
 	r = ocisnap(t, nil, "hooks", "--json", "--hooks-dir", hooksDir, "--stage", "poststop",
 		"-a", "io.kubernetes.container.name=app", "-a", "io.ocisnap.export.app="+snap)
+	if r.code != 0 {
+		t.Fatalf("per-container key, --stage poststop: exit %d\n%s", r.code, r.stderr)
+	}
 	h = decode(r)
 	if got := actions(h, "poststop"); !slices.Equal(got, []string{"export"}) || len(h.Stages["createRuntime"]) != 0 {
 		t.Errorf("per-container key, --stage poststop: %+v", h.Stages)
@@ -585,8 +589,8 @@ func TestCLIHooks(t *testing.T) {
 		t.Errorf("unrelated annotation: exit %d\n%s", r.code, r.stdout)
 	}
 	r = ocisnap(t, nil, "hooks", "--hooks-dir", hooksDir, "-a", "io.ocisnap.restore=/etc/shadow")
-	if !strings.Contains(r.stdout, "FAILS") || !strings.Contains(r.stdout, "not inside an allowed directory") {
-		t.Errorf("refused restore source not reported:\n%s", r.stdout)
+	if r.code != 0 || !strings.Contains(r.stdout, "FAILS") || !strings.Contains(r.stdout, "not inside an allowed directory") {
+		t.Errorf("refused restore source not reported (or not with exit 0): exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 
 	// An invalid JSON file in a later directory: named, exit 1, and the
@@ -620,6 +624,39 @@ func TestCLIVersion(t *testing.T) {
 	must(t, err)
 	if !strings.Contains(out, strings.TrimSpace(string(v))) || !strings.Contains(out, "commit ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version output %q", out)
+	}
+}
+
+// TestHookUsageErrors: a bad command line of the installed ocisnap-hook
+// exits 2 and says why on stderr (runtimes put a hook's stderr in their
+// error message), followed by the usage hint.
+func TestHookUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--alow-dir", "/x"}, "ocisnap-hook: unknown flag: --alow-dir"},
+		{[]string{"--max-bytes", "lots"}, `ocisnap-hook: invalid argument "lots" for "--max-bytes"`},
+		{[]string{"createRuntime", "poststop"}, "ocisnap-hook: at most one argument (the stage) expected"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.Command(hookBin, tc.args...)
+			cmd.Stdin = strings.NewReader("{}")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want status 2\n%s", err, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], tc.want) || lines[1] != "Run 'ocisnap-hook --help' for usage." {
+				t.Errorf("stderr:\n%s\nwant a line starting %q and the usage hint", stderr.String(), tc.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", stdout.String())
+			}
+		})
 	}
 }
 

@@ -1,69 +1,11 @@
 package hooks
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/spf13/pflag"
 )
-
-func writeFile(t *testing.T, p, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestFindRuntimeContainer(t *testing.T) {
-	runc, crun := t.TempDir(), t.TempDir()
-	pid := os.Getpid()
-	start, err := statefile.ProcessStartTime(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(runc, "abc123/state.json"), `{"id":"abc123","init_process_pid":`+strconv.Itoa(pid)+
-		`,"init_process_start":`+strconv.FormatUint(start, 10)+
-		`,"config":{"labels":["io.container.manager=libpod","bundle=/b/abc"]},"cgroup_paths":{"freezer":"/sys/fs/cgroup/freezer/x"}}`)
-	writeFile(t, filepath.Join(runc, "abd999/state.json"), `{"id":"abd999","init_process_pid":`+strconv.Itoa(pid)+
-		`,"init_process_start":1,"config":{"labels":["bundle=/b/abd"]}}`)
-	writeFile(t, filepath.Join(crun, "crun1/status"), `{"pid":`+strconv.Itoa(pid)+`,"process-start-time":`+
-		strconv.FormatUint(start, 10)+`,"bundle":"/b/crun1","cgroup-path":"/machine.slice/x"}`)
-	roots := []string{runc, crun}
-
-	rc, err := FindRuntimeContainer(roots, "abc123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rc.Runtime != "runc" || rc.State.Bundle != "/b/abc" || rc.State.Pid != pid ||
-		rc.State.Status != specs.StateRunning || rc.CgroupPaths["freezer"] != "/sys/fs/cgroup/freezer/x" {
-		t.Fatalf("runc container: %+v", rc)
-	}
-	// A unique prefix, and a reused pid (wrong start time): stopped.
-	if rc, err = FindRuntimeContainer(roots, "abd"); err != nil || rc.State.ID != "abd999" || rc.State.Status != specs.StateStopped {
-		t.Fatalf("prefix abd: %+v, %v", rc, err)
-	}
-	if rc, err = FindRuntimeContainer(roots, "crun"); err != nil || rc.Runtime != "crun" || rc.State.Bundle != "/b/crun1" ||
-		rc.State.Status != specs.StateRunning {
-		t.Fatalf("crun container: %+v, %v", rc, err)
-	}
-	if _, err := FindRuntimeContainer(roots, "ab"); err == nil || !strings.Contains(err.Error(), "matches 2") {
-		t.Fatalf("ambiguous prefix: %v", err)
-	}
-	for _, id := range []string{"nope", "", "..", "a/b", "../" + filepath.Base(runc)} {
-		if _, err := FindRuntimeContainer(roots, id); !errors.Is(err, ErrNoContainer) {
-			t.Errorf("%q: %v, want ErrNoContainer", id, err)
-		}
-	}
-}
 
 func TestExplain(t *testing.T) {
 	args := []string{"ocisnap-hook", "--allow-dir", "/var/lib/ocisnap", "--log-level", "info"}
@@ -90,6 +32,7 @@ func TestExplain(t *testing.T) {
 		{"gvisor with compat", append(args, "--gvisor-compat"), "createRuntime", map[string]string{KeyGVisorRestore: snap}, []string{"restore"}},
 		{"forced stage", append(args, "poststop"), "createRuntime", map[string]string{KeyExport: snap}, []string{"export"}},
 		{"unknown flag", append(args, "--frobnicate"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
+		{"two stages", append(args, "poststop", "createRuntime"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"poststart", args, "poststart", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"view", args, "createRuntime", map[string]string{KeyView: "dir:/var/lib/ocisnap/v", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
 	} {
@@ -110,5 +53,37 @@ func TestExplain(t *testing.T) {
 				t.Fatalf("per-container key not used: %+v", acts[0])
 			}
 		})
+	}
+}
+
+// TestExplainAcceptsEveryHookFlag: the dry run parses a hooks.d file's
+// arguments with the hook's own flag set, so every flag the hook has is
+// accepted (and a misspelt one refused, as the hook refuses it).
+func TestExplainAcceptsEveryHookFlag(t *testing.T) {
+	snap := "/var/lib/ocisnap/s.tar"
+	ann := map[string]string{KeyExport: snap}
+	n := 0
+	NewCommandLine().Flags.VisitAll(func(f *pflag.Flag) {
+		n++
+		arg := "--" + f.Name
+		if f.Value.Type() != "bool" {
+			arg += "=" + f.DefValue
+			if f.Value.Type() == "stringArray" {
+				arg = "--" + f.Name + "=/var/lib/ocisnap"
+			}
+		}
+		for _, a := range Explain([]string{"ocisnap-hook", arg}, "poststop", ann) {
+			if a.Action == "error" {
+				t.Errorf("%s: refused: %s", arg, a.Problem)
+			}
+		}
+		typo := "--" + f.Name + "-typo"
+		bad := Explain([]string{"ocisnap-hook", typo}, "poststop", ann)
+		if len(bad) != 1 || bad[0].Action != "error" || !strings.Contains(bad[0].Problem, "unknown flag: "+typo) {
+			t.Errorf("%s: %+v, want the unknown flag named", typo, bad)
+		}
+	})
+	if n < 10 {
+		t.Fatalf("the hook has %d flags, want the policy flags, --state-dir, --strict-export, the log flags and --version", n)
 	}
 }

@@ -1,0 +1,110 @@
+package hooks
+
+// The dry run of `ocisnap hooks`: what the hook would do for a set of
+// annotations, decided by the hook's own flag parsing, request parsing and
+// policy.
+
+import (
+	"fmt"
+	"io"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
+)
+
+// Action is one thing the hook would do in a stage.
+type Action struct {
+	Stage  string `json:"stage"`  // the stage the hook acts in
+	Action string `json:"action"` // restore, record-export, export, view, release-view, none, error
+	Detail string `json:"detail"`
+	// Problem is why the action would fail (a policy refusal, an invalid
+	// annotation); empty if it would be attempted.
+	Problem string `json:"problem,omitempty"`
+}
+
+// Explain says what ocisnap-hook, started with args (a hooks.d file's
+// hook.args, argv[0] first) for the OCI stage stage, would do for a
+// container with annotations. Paths are checked against the hook's policy
+// lexically (as the hook does before opening anything); no file is opened.
+func Explain(args []string, stage string, annotations map[string]string) []Action {
+	cl := NewCommandLine()
+	cl.Flags.SetOutput(io.Discard)
+	var rest []string
+	if len(args) > 0 {
+		rest = args[1:]
+	}
+	if err := cl.Parse(rest); err != nil {
+		return []Action{{Stage: stage, Action: "error", Problem: "hook arguments: " + err.Error() + " (the hook exits 2)"}}
+	}
+	cfg := cl.Config
+	status := map[string]specs.ContainerState{
+		StagePrestart: specs.StateCreating, StageCreateRuntime: specs.StateCreating,
+		StageCreateContainer: specs.StateCreating, "startContainer": specs.StateCreated,
+		"poststart": specs.StateRunning, StagePoststop: specs.StateStopped,
+	}[stage]
+	st := &specs.State{Status: status, Annotations: annotations}
+	acting, err := stageOf(cfg.Stage, st)
+	if err != nil {
+		return []Action{{Stage: stage, Action: "error", Problem: err.Error()}}
+	}
+	if !relevant(annotations, &cfg) {
+		return []Action{{Stage: acting, Action: "none", Detail: "no annotation asks anything of ocisnap; the hook exits at once"}}
+	}
+	name := annotations[ocistate.AnnotationContainerdName]
+	if name == "" {
+		name = annotations[ocistate.AnnotationCRIOName]
+	}
+	c := &ocistate.Container{State: st, Name: name}
+	req, err := parseRequest(c, &cfg)
+	if err != nil {
+		return []Action{{Stage: acting, Action: "error", Problem: err.Error() + " (the container fails to start)"}}
+	}
+	check := func(p string) string {
+		if err := cfg.Policy.Check(p); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	var out []Action
+	if acting == StagePoststop {
+		if req.view != nil {
+			out = append(out, Action{Stage: acting, Action: "release-view", Detail: "unmount the view prepared at create time"})
+		}
+		if e := req.export; e != nil {
+			out = append(out, Action{Stage: acting, Action: "export",
+				Detail:  fmt.Sprintf("write the writable layer to %s (%s format, %s compression)", e.dest, e.format, e.compression),
+				Problem: check(e.dest)})
+		}
+		if req.restore != "" && req.export == nil && req.view == nil {
+			out = append(out, Action{Stage: acting, Action: "none", Detail: "restore happens at create time; nothing to do at poststop"})
+		}
+		return out
+	}
+	if req.restore != "" {
+		out = append(out, Action{Stage: acting, Action: "restore",
+			Detail: fmt.Sprintf("apply %s (from %s) onto the rootfs", req.restore, req.restoreKey), Problem: check(req.restore)})
+	}
+	if e := req.export; e != nil {
+		out = append(out, Action{Stage: acting, Action: "record-export",
+			Detail: fmt.Sprintf("record the overlay for the export to %s at poststop", e.dest), Problem: check(e.dest)})
+	}
+	if v := req.view; v != nil {
+		d := "view " + string(v.kind)
+		if v.source != "" {
+			d += ":" + v.source
+		}
+		for _, b := range v.binds {
+			d += fmt.Sprintf(", bind %s -> %s", b.src, b.dst)
+		}
+		if v.mount != "" {
+			d += ", whole view at " + v.mount
+		}
+		a := Action{Stage: acting, Action: "view", Detail: d}
+		if v.source != "" {
+			a.Problem = check(v.source)
+		}
+		out = append(out, a)
+	}
+	return out
+}

@@ -1,0 +1,59 @@
+package hooks
+
+import (
+	"errors"
+
+	"github.com/spf13/pflag"
+)
+
+// CommandLine is ocisnap-hook's command line: a hooks.d file's hook.args
+// after argv[0]. cmd/ocisnap-hook runs the hook with it, and Explain (for
+// `ocisnap hooks`) parses a hooks.d file's arguments with the same flag
+// set, so that the dry run accepts and refuses exactly what the hook does.
+type CommandLine struct {
+	// Flags is the flag set, bound to the fields below. It does not print
+	// its errors (ContinueOnError): the caller reports them.
+	Flags *pflag.FlagSet
+	// Config starts as DefaultConfig; the administrator's flags
+	// (RegisterFlags) and the stage argument change it.
+	Config Config
+	// LogFile and LogLevel are for internal/logging.New: a JSON log file
+	// (none by default) and the stderr level (warn by default).
+	LogFile, LogLevel string
+	// Version asks for the version and nothing else.
+	Version bool
+}
+
+// errStageArgs is the usage error of more than one argument.
+var errStageArgs = errors.New("at most one argument (the stage) expected")
+
+// NewCommandLine returns ocisnap-hook's flags, in the order its usage
+// lists them, bound to a CommandLine holding the defaults.
+func NewCommandLine() *CommandLine {
+	c := &CommandLine{Config: DefaultConfig()}
+	fs := pflag.NewFlagSet("ocisnap-hook", pflag.ContinueOnError)
+	fs.SortFlags = false
+	RegisterFlags(fs, &c.Config)
+	fs.StringVar(&c.LogFile, "log-file", "", "also append log records (JSON) to this file")
+	fs.StringVar(&c.LogLevel, "log-level", "warn", "stderr log level: debug, info, warn, error")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	c.Flags = fs
+	return c
+}
+
+// Parse parses args (the command line without argv[0]): flags, then at
+// most one argument, the stage, which sets Config.Stage. -h or --help is
+// pflag.ErrHelp; any other error is a usage error (the hook exits 2).
+func (c *CommandLine) Parse(args []string) error {
+	if err := c.Flags.Parse(args); err != nil {
+		return err
+	}
+	switch c.Flags.NArg() {
+	case 0:
+	case 1:
+		c.Config.Stage = c.Flags.Arg(0)
+	default:
+		return errStageArgs
+	}
+	return nil
+}
