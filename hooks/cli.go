@@ -224,6 +224,9 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 	if fs.NArg() > 0 {
 		cfg.Stage = fs.Arg(0)
 	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return []Action{{Stage: stage, Action: "error", Problem: "hook arguments: " + err.Error() + " (the hook exits 2)"}}
+	}
 	status := map[string]specs.ContainerState{
 		StagePrestart: specs.StateCreating, StageCreateRuntime: specs.StateCreating,
 		StageCreateContainer: specs.StateCreating, "startContainer": specs.StateCreated,
@@ -288,7 +291,9 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		}
 		a := Action{Stage: acting, Action: "view", Detail: d}
 		if v.source != "" {
-			a.Problem = check(v.source)
+			if err := cfg.Policy.CheckView(v.source); err != nil {
+				a.Problem = err.Error()
+			}
 		}
 		out = append(out, a)
 	}

@@ -91,7 +91,16 @@ func TestExplain(t *testing.T) {
 		{"forced stage", append(args, "poststop"), "createRuntime", map[string]string{KeyExport: snap}, []string{"export"}},
 		{"unknown flag", append(args, "--frobnicate"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"poststart", args, "poststart", map[string]string{KeyExport: snap}, []string{"error:problem"}},
-		{"view", args, "createRuntime", map[string]string{KeyView: "dir:/var/lib/ocisnap/v", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
+		{"view", args, "createRuntime", map[string]string{KeyView: "dir:/var/lib/ocisnap-views/v", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
+		{"view from the snapshot dir", args, "createRuntime",
+			map[string]string{KeyView: "file:/var/lib/ocisnap/s.tar", KeyViewBinds: "k:/boot/k"}, []string{"view:problem"}},
+		{"view from a named view dir", append(args, "--allow-view-dir", "/srv/views"), "createRuntime",
+			map[string]string{KeyView: "file:/srv/views/boot.erofs", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
+		{"view not in the named view dir", append(args, "--allow-view-dir", "/srv/views"), "createRuntime",
+			map[string]string{KeyView: "file:/var/lib/ocisnap-views/boot.erofs", KeyViewBinds: "k:/boot/k"}, []string{"view:problem"}},
+		{"export into the view dir", args, "poststop", map[string]string{KeyExport: "/var/lib/ocisnap-views/boot.erofs"}, []string{"export:problem"}},
+		{"overlapping dirs", append(args, "--allow-view-dir", "/var/lib/ocisnap/views"), "createRuntime",
+			map[string]string{KeyExport: snap}, []string{"error:problem"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acts := Explain(tc.args, tc.stage, tc.ann)
@@ -108,6 +117,9 @@ func TestExplain(t *testing.T) {
 			}
 			if tc.name == "per-container key" && !strings.Contains(acts[0].Detail, snap) {
 				t.Fatalf("per-container key not used: %+v", acts[0])
+			}
+			if tc.name == "overlapping dirs" && !strings.Contains(acts[0].Problem, `"/var/lib/ocisnap/views"`) {
+				t.Fatalf("overlap not explained: %+v", acts[0])
 			}
 		})
 	}

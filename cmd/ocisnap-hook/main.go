@@ -50,6 +50,13 @@ func main() {
 	if fs.NArg() == 1 {
 		cfg.Stage = fs.Arg(0)
 	}
+	// A policy the administrator got wrong (a relative directory, view and
+	// snapshot directories that overlap) fails every run, before any
+	// container's request is looked at.
+	if err := cfg.Policy.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\n", err)
+		os.Exit(2)
+	}
 	logger, closeLog, err := logging.New(os.Stderr, *logLevel, *logFile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\n", err)
