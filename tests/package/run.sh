@@ -77,6 +77,8 @@ cleanup() {
   rm -f "$SNAP"
   $had_varlib || rmdir /var/lib/ocisnap 2>/dev/null
   $had_views || rmdir /var/lib/ocisnap-views 2>/dev/null
+  # dpkg took the existing (empty) view directory over and purge removed it: put it back
+  $had_views && [ ! -e /var/lib/ocisnap-views ] && install -d -m 0700 /var/lib/ocisnap-views
   $had_run || rmdir /run/ocisnap 2>/dev/null
   (cd "$T/backup" && find . -mindepth 1 ! -type d -print0 | while IFS= read -r -d '' f; do
      mkdir -p "$(dirname "/${f#./}")"; cp -a "$f" "/${f#./}"; echo "package-test: restored /${f#./}" >&2; done)
