@@ -7,8 +7,10 @@ BINDIR     ?= $(PREFIX)/bin
 HOOKDIR    ?= $(PREFIX)/libexec/oci/hooks.d
 HOOKSJSON  ?= $(PREFIX)/share/containers/oci/hooks.d
 MANDIR     ?= $(PREFIX)/share/man
-# The default allowed snapshot directory (the hook's --allow-dir default).
+# The default allowed snapshot directory (the hook's --allow-dir default)
+# and view directory (its --allow-view-dir default).
 SNAPDIR    ?= /var/lib/ocisnap
+VIEWDIR    ?= /var/lib/ocisnap-views
 GO         ?= go
 VERSION    := $(shell cat VERSION)
 COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -41,8 +43,9 @@ install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 	install -m 0755 bin/ocisnap-hook $(DESTDIR)$(HOOKDIR)/ocisnap-hook
 	if [ -x bin/ocisnap ]; then install -m 0755 bin/ocisnap $(DESTDIR)$(BINDIR)/ocisnap; fi
 	sed 's|"path": "[^"]*"|"path": "$(HOOKDIR)/ocisnap-hook"|' oci-hooks.d/ocisnap.json > $(DESTDIR)$(HOOKSJSON)/ocisnap.json
-	@# The snapshot directory: only root can make it outside DESTDIR; never loosen an existing one.
+	@# The snapshot and view directories: only root can make them outside DESTDIR; never loosen an existing one.
 	[ -d $(DESTDIR)$(SNAPDIR) ] || install -d -m 0700 $(DESTDIR)$(SNAPDIR) 2>/dev/null || echo "note: could not create $(DESTDIR)$(SNAPDIR) (not root?)"
+	[ -d $(DESTDIR)$(VIEWDIR) ] || install -d -m 0700 $(DESTDIR)$(VIEWDIR) 2>/dev/null || echo "note: could not create $(DESTDIR)$(VIEWDIR) (not root?)"
 	chmod 0644 $(DESTDIR)$(HOOKSJSON)/ocisnap.json
 	if [ -d docs/man ] && ls docs/man/*.[0-9] >/dev/null 2>&1; then \
 		for m in docs/man/*.[0-9]; do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done; \

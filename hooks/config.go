@@ -30,9 +30,11 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration with no flags given. For root it is
-// /var/lib/ocisnap and /run/ocisnap; a rootless user (also when running as
-// uid 0 of the user namespace rootless Podman makes) gets per-user
-// defaults: ~/.local/share/ocisnap and $XDG_RUNTIME_DIR/ocisnap.
+// /var/lib/ocisnap (snapshots), /var/lib/ocisnap-views (view sources) and
+// /run/ocisnap; a rootless user (also when running as uid 0 of the user
+// namespace rootless Podman makes) gets per-user defaults:
+// ~/.local/share/ocisnap, ~/.local/share/ocisnap-views and
+// $XDG_RUNTIME_DIR/ocisnap.
 func DefaultConfig() Config {
 	cfg := Config{
 		Policy:   policy.Default(),
@@ -40,9 +42,10 @@ func DefaultConfig() Config {
 		Logger:   slog.Default(),
 	}
 	if uid, rootless := hostUID(); rootless {
-		state, allow := userDefaults(uid)
+		state, allow, views := userDefaults(uid)
 		cfg.StateDir = state
 		cfg.Policy.AllowDirs = []string{allow}
+		cfg.Policy.ViewDirs = []string{views}
 	}
 	cfg.defaultAllowDir = cfg.Policy.AllowDirs[0]
 	return cfg
@@ -51,7 +54,9 @@ func DefaultConfig() Config {
 // RegisterFlags adds the administrator's flags to fs, bound to cfg.
 func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringArrayVar(&cfg.Policy.AllowDirs, "allow-dir", cfg.Policy.AllowDirs,
-		"directory that snapshot sources, export destinations and dir:/file: views must resolve inside (repeatable)")
+		"directory that restore sources and export destinations must resolve inside (repeatable)")
+	fs.StringArrayVar(&cfg.Policy.ViewDirs, "allow-view-dir", cfg.Policy.ViewDirs,
+		"directory that dir:/file: view sources must resolve inside (repeatable; must not overlap an --allow-dir)")
 	fs.Int64Var(&cfg.Policy.MaxBytes, "max-bytes", cfg.Policy.MaxBytes, "most file content bytes a restore may write")
 	fs.Int64Var(&cfg.Policy.MaxEntries, "max-entries", cfg.Policy.MaxEntries, "most tar entries a restore may apply")
 	fs.BoolVar(&cfg.Policy.AllowDevices, "allow-devices", cfg.Policy.AllowDevices, "let a restore create device nodes")

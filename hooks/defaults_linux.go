@@ -35,12 +35,14 @@ func toParentUID(uid int, maps []mobyuser.IDMap) (int, bool) {
 	return uid, uid != 0
 }
 
-// userDefaults returns the per-user state dir and allowed snapshot dir of a
-// rootless user: $XDG_RUNTIME_DIR/ocisnap (else /run/user/<uid>/ocisnap) and
-// $XDG_DATA_HOME/ocisnap (else ~/.local/share/ocisnap). Engines may run
-// hooks with an empty environment, so the home comes from the user database
-// when $HOME is not set.
-func userDefaults(uid int) (stateDir, allowDir string) {
+// userDefaults returns the per-user state dir, allowed snapshot dir and
+// view dir of a rootless user: $XDG_RUNTIME_DIR/ocisnap (else
+// /run/user/<uid>/ocisnap), $XDG_DATA_HOME/ocisnap (else
+// ~/.local/share/ocisnap) and $XDG_DATA_HOME/ocisnap-views (else
+// ~/.local/share/ocisnap-views). Engines may run hooks with an empty
+// environment, so the home comes from the user database when $HOME is not
+// set.
+func userDefaults(uid int) (stateDir, allowDir, viewDir string) {
 	runtimeDir := os.Getenv("XDG_RUNTIME_DIR")
 	if runtimeDir == "" {
 		runtimeDir = fmt.Sprintf("/run/user/%d", uid)
@@ -53,5 +55,5 @@ func userDefaults(uid int) (stateDir, allowDir string) {
 		}
 		dataHome = filepath.Join(home, ".local", "share")
 	}
-	return filepath.Join(runtimeDir, "ocisnap"), filepath.Join(dataHome, "ocisnap")
+	return filepath.Join(runtimeDir, "ocisnap"), filepath.Join(dataHome, "ocisnap"), filepath.Join(dataHome, "ocisnap-views")
 }

@@ -6,4 +6,4 @@ import "os"
 
 func hostUID() (int, bool) { return os.Geteuid(), os.Geteuid() != 0 }
 
-func userDefaults(uid int) (string, string) { return "", "" }
+func userDefaults(uid int) (string, string, string) { return "", "", "" }

@@ -102,7 +102,9 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		}
 		a := Action{Stage: acting, Action: "view", Detail: d}
 		if v.source != "" {
-			a.Problem = check(v.source)
+			if err := cfg.Policy.CheckView(v.source); err != nil {
+				a.Problem = err.Error()
+			}
 		}
 		out = append(out, a)
 	}

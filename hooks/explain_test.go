@@ -34,7 +34,16 @@ func TestExplain(t *testing.T) {
 		{"unknown flag", append(args, "--frobnicate"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"two stages", append(args, "poststop", "createRuntime"), "createRuntime", map[string]string{KeyExport: snap}, []string{"error:problem"}},
 		{"poststart", args, "poststart", map[string]string{KeyExport: snap}, []string{"error:problem"}},
-		{"view", args, "createRuntime", map[string]string{KeyView: "dir:/var/lib/ocisnap/v", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
+		{"view", args, "createRuntime", map[string]string{KeyView: "dir:/var/lib/ocisnap-views/v", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
+		{"view from the snapshot dir", args, "createRuntime",
+			map[string]string{KeyView: "file:/var/lib/ocisnap/s.tar", KeyViewBinds: "k:/boot/k"}, []string{"view:problem"}},
+		{"view from a named view dir", append(args, "--allow-view-dir", "/srv/views"), "createRuntime",
+			map[string]string{KeyView: "file:/srv/views/boot.erofs", KeyViewBinds: "k:/boot/k"}, []string{"view"}},
+		{"view not in the named view dir", append(args, "--allow-view-dir", "/srv/views"), "createRuntime",
+			map[string]string{KeyView: "file:/var/lib/ocisnap-views/boot.erofs", KeyViewBinds: "k:/boot/k"}, []string{"view:problem"}},
+		{"export into the view dir", args, "poststop", map[string]string{KeyExport: "/var/lib/ocisnap-views/boot.erofs"}, []string{"export:problem"}},
+		{"overlapping dirs", append(args, "--allow-view-dir", "/var/lib/ocisnap/views"), "createRuntime",
+			map[string]string{KeyExport: snap}, []string{"error:problem"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acts := Explain(tc.args, tc.stage, tc.ann)
@@ -51,6 +60,9 @@ func TestExplain(t *testing.T) {
 			}
 			if tc.name == "per-container key" && !strings.Contains(acts[0].Detail, snap) {
 				t.Fatalf("per-container key not used: %+v", acts[0])
+			}
+			if tc.name == "overlapping dirs" && !strings.Contains(acts[0].Problem, `"/var/lib/ocisnap/views"`) {
+				t.Fatalf("overlap not explained: %+v", acts[0])
 			}
 		})
 	}
@@ -69,7 +81,9 @@ func TestExplainAcceptsEveryHookFlag(t *testing.T) {
 		if f.Value.Type() != "bool" {
 			arg += "=" + f.DefValue
 			if f.Value.Type() == "stringArray" {
-				arg = "--" + f.Name + "=/var/lib/ocisnap"
+				// A directory of its own per flag: allow and view
+				// directories must not overlap.
+				arg = "--" + f.Name + "=/srv/ocisnap-" + f.Name
 			}
 		}
 		for _, a := range Explain([]string{"ocisnap-hook", arg}, "poststop", ann) {

@@ -43,7 +43,8 @@ func NewCommandLine() *CommandLine {
 
 // Parse parses args (the command line without argv[0]): flags, then at
 // most one argument, the stage, which sets Config.Stage. -h or --help is
-// pflag.ErrHelp; any other error is a usage error (the hook exits 2).
+// pflag.ErrHelp; any other error is a usage error or a policy the hook
+// refuses (the hook exits 2).
 func (c *CommandLine) Parse(args []string) error {
 	if err := c.Flags.Parse(args); err != nil {
 		return err
@@ -55,5 +56,8 @@ func (c *CommandLine) Parse(args []string) error {
 	default:
 		return errStageArgs
 	}
-	return nil
+	// A policy the administrator got wrong (a relative directory, view and
+	// snapshot directories that overlap) fails every run, before any
+	// container's request is looked at.
+	return c.Config.Policy.Validate()
 }

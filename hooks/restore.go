@@ -14,8 +14,9 @@ import (
 )
 
 // restore applies the snapshot at ref onto the container's rootfs. The
-// source is checked against the policy before a byte is read; every entry is
-// confined to the rootfs by layer.Apply.
+// source is checked against the policy before a byte is read (inside an
+// --allow-dir, never inside an --allow-view-dir: README.md, "Security
+// model"); every entry is confined to the rootfs by layer.Apply.
 func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) error {
 	src, err := location.ParseSource(ref, &h.cfg.Policy)
 	if err != nil {

@@ -131,9 +131,11 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 		return fmt.Errorf("%s=%s: the runtime gave no container pid, whose mount namespace the binds go into", KeyView, v.annotationValue())
 	}
 	if v.kind != viewImage {
-		// Refuse a source outside the allowed directories before anything
-		// is recorded or mounted (view.Prepare checks again as it opens it).
-		if err := h.cfg.Policy.Check(v.source); err != nil {
+		// Refuse a source outside the view directories (--allow-view-dir;
+		// never a snapshot directory) before anything is recorded or
+		// mounted. view.Prepare checks again as it opens it, and then also
+		// the owner and mode of what it opened.
+		if err := h.cfg.Policy.CheckView(v.source); err != nil {
 			return fmt.Errorf("%s=%s: %s: %w", KeyView, v.annotationValue(), v.kind, err)
 		}
 	}

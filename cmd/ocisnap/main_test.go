@@ -59,6 +59,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"hooks", "--stage", "later", "--hooks-dir", "/nonexistent"}, 2, "--stage"},
 		{[]string{"--log-level", "loud", "version"}, 2, "--log-level"},
 		{[]string{"gc", "--allow-dir", "relative", "--state-dir", "/nonexistent"}, 2, "absolute"},
+		{[]string{"gc", "--allow-dir", "/srv/snaps", "--allow-view-dir", "/srv/snaps/views", "--state-dir", "/nonexistent"}, 2,
+			`view directory "/srv/snaps/views" (--allow-view-dir) and allowed directory "/srv/snaps" (--allow-dir) overlap`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, stderr, code := cli(t, nil, tc.args...)

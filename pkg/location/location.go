@@ -55,8 +55,10 @@ var (
 )
 
 // ParseSource parses a snapshot location to read from. Only absolute local
-// paths are supported; the path is checked against p before anything is
-// opened (lexically here, and again, resolving symlinks, by Open).
+// paths are supported; the path is checked against p's snapshot
+// directories (inside an allowed directory, not inside a view directory)
+// before anything is opened: lexically here, and again, resolving
+// symlinks, by Open.
 func ParseSource(ref string, p *policy.Policy) (Source, error) {
 	if err := parse(ref, p); err != nil {
 		return nil, err

@@ -1,21 +1,43 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // OpenRead opens unsafePath, a regular file inside an allowed directory,
-// for reading (a restore source, a file: view). It refuses, wrapping
-// ErrNotAllowed, a path that is relative or outside every allowed directory,
-// the allowed directory itself, a path that leads out of its allowed
-// directory through a symlink, and anything that is not a regular file; it
-// never blocks on a FIFO. Other errors are the os error, named with the path.
+// for reading (a restore source). It refuses, wrapping ErrNotAllowed, a
+// path that is relative, outside every allowed directory or inside a view
+// directory, the allowed directory itself, a path that leads out of its
+// allowed directory through a symlink or "..", and anything that is not a
+// regular file; it never blocks on a FIFO. Other errors are the os error,
+// named with the path.
 func (p *Policy) OpenRead(unsafePath string) (*os.File, error) {
-	f, err := p.openExisting(unsafePath, false)
+	return p.openFile(unsafePath, roleSnapshot)
+}
+
+// OpenViewFile opens unsafePath, a file: view image, for reading: a regular
+// file inside a view directory (and not inside an allowed directory), with
+// OpenRead's checks. The opened file must also be owned by root, or by the
+// hook's own uid (a rootless hook, whose user namespace maps the user who
+// runs podman to uid 0, sees that user's files as owned by uid 0), and not
+// be writable by group or others: the kernel will parse it as a file
+// system. Every refusal wraps ErrNotAllowed and names the path.
+func (p *Policy) OpenViewFile(unsafePath string) (*os.File, error) {
+	return p.openFile(unsafePath, roleView)
+}
+
+// OpenViewDir opens unsafePath, a dir: view source: an existing directory
+// inside a view directory (not the view directory itself), owned and
+// protected as OpenViewFile requires of an image. (Only the directory is
+// checked, not what it holds: it is bound read-only, never parsed.)
+func (p *Policy) OpenViewDir(unsafePath string) (*os.File, error) {
+	return p.openExisting(unsafePath, roleView, true)
+}
+
+func (p *Policy) openFile(unsafePath string, r role) (*os.File, error) {
+	f, err := p.openExisting(unsafePath, r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -26,55 +48,28 @@ func (p *Policy) OpenRead(unsafePath string) (*os.File, error) {
 	return f, nil
 }
 
-// OpenDir opens unsafePath, an existing directory inside an allowed
-// directory (a dir: view source), with the same checks as OpenRead.
-func (p *Policy) OpenDir(unsafePath string) (*os.File, error) {
-	return p.openExisting(unsafePath, true)
-}
-
-// openExisting opens an existing file (or directory, if wantDir) inside an
-// allowed directory, following symlinks only while they stay inside it.
-// The type is checked before opening (so that no FIFO or device is ever
-// opened) and again on the open file (so that a swap in between is caught).
-func (p *Policy) openExisting(unsafePath string, wantDir bool) (*os.File, error) {
-	dir, rel, err := p.resolve(unsafePath)
+// openExisting opens an existing file (or directory, if wantDir) of role r,
+// following symlinks only while they stay inside the role's directory, and,
+// for a view source, checks its owner and mode on the opened descriptor.
+func (p *Policy) openExisting(unsafePath string, r role, wantDir bool) (*os.File, error) {
+	dir, rel, err := p.resolve(unsafePath, r)
 	if err != nil {
 		return nil, err
 	}
-	root, err := openRoot(unsafePath, dir)
+	f, err := openIn(unsafePath, dir, rel, wantDir, r.dirName())
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
-	fi, err := root.Stat(rel)
-	if err != nil {
-		return nil, rootError(unsafePath, dir, err)
-	}
-	if err := checkType(unsafePath, fi.Mode(), wantDir); err != nil {
-		return nil, err
-	}
-	flag := readFlags
-	if wantDir {
-		flag |= dirFlag
-	}
-	f, err := root.OpenFile(rel, flag, 0)
-	if err != nil {
-		return nil, rootError(unsafePath, dir, err)
-	}
-	if fi, err = f.Stat(); err != nil {
-		f.Close()
-		return nil, &PathError{Path: unsafePath, Err: err}
-	}
-	if err := checkType(unsafePath, fi.Mode(), wantDir); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if wantDir {
-		// A symlink to "." (or ".." from a subdirectory) would hand out the
-		// allowed directory itself, which the lexical check refuses.
-		if top, err := root.Stat("."); err != nil || os.SameFile(fi, top) {
+	if r == roleView {
+		fi, err := f.Stat()
+		if err == nil {
+			err = checkOwner(unsafePath, fi)
+		} else {
+			err = &PathError{Path: unsafePath, Err: err}
+		}
+		if err != nil {
 			f.Close()
-			return nil, notAllowed(unsafePath, "resolves to the allowed directory itself")
+			return nil, err
 		}
 	}
 	return f, nil
@@ -88,71 +83,32 @@ func (p *Policy) openExisting(unsafePath string, wantDir bool) (*os.File, error)
 // a regular file: a directory, a symlink or any other type is refused.
 // The caller closes dir.
 func (p *Policy) OpenParent(unsafePath string) (dir *os.Root, base string, err error) {
-	allowDir, rel, err := p.resolve(unsafePath)
+	allowDir, rel, err := p.resolve(unsafePath, roleSnapshot)
 	if err != nil {
 		return nil, "", err
 	}
-	root, err := openRoot(unsafePath, allowDir)
-	if err != nil {
-		return nil, "", err
-	}
-	defer root.Close()
-	parentRel, base := filepath.Dir(rel), filepath.Base(rel)
-	if parentRel != "." {
-		if err := root.MkdirAll(parentRel, 0o700); err != nil {
-			return nil, "", rootError(unsafePath, allowDir, err)
-		}
-	}
-	dir, err = root.OpenRoot(parentRel)
-	if err != nil {
-		return nil, "", rootError(unsafePath, allowDir, err)
-	}
-	fi, err := dir.Lstat(base)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return dir, base, nil
-	case err != nil:
-		err = rootError(unsafePath, allowDir, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		err = notAllowed(unsafePath, "destination is a symbolic link")
-	default:
-		err = checkType(unsafePath, fi.Mode(), false)
-	}
-	if err != nil {
-		dir.Close()
-		return nil, "", err
-	}
-	return dir, base, nil
+	return openParentIn(unsafePath, allowDir, rel)
 }
 
-func openRoot(unsafePath, dir string) (*os.Root, error) {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, &PathError{Path: unsafePath, Reason: "open allowed directory", Err: err}
+// dirName names the directories of a role in errors.
+func (r role) dirName() string {
+	if r == roleView {
+		return "view directory"
 	}
-	return root, nil
+	return "allowed directory"
 }
 
-// rootError turns an os.Root error into a PathError. os.Root reports a path
-// leading out of the root with an unexported error whose text is fixed
-// (os.errPathEscapes); that case is a policy refusal, not an I/O error.
-func rootError(unsafePath, dir string, err error) error {
-	if isEscape(err) {
-		return notAllowed(unsafePath, fmt.Sprintf("leads out of the allowed directory %s through a symbolic link", dir))
-	}
-	return &PathError{Path: unsafePath, Err: err}
+// escapeError is the refusal of a path whose resolution left its directory.
+func escapeError(unsafePath, what, dir string) error {
+	return notAllowed(unsafePath, fmt.Sprintf("leads out of the %s %s through a symbolic link or \"..\"", what, dir))
 }
 
-// isEscape reports whether the innermost error of err's chain is
-// os.errPathEscapes (Root.MkdirAll nests one PathError in another).
-func isEscape(err error) bool {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err != nil && err.Error() == "path escapes from parent"
-		}
-		err = u
+// checkMode refuses a view source that others than its owner may write.
+func checkMode(unsafePath string, fi fs.FileInfo) error {
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return notAllowed(unsafePath, fmt.Sprintf("writable by group or others (mode %#o): a view source must be writable by its owner only", perm))
 	}
+	return nil
 }
 
 func checkType(unsafePath string, m fs.FileMode, wantDir bool) error {

@@ -16,35 +16,55 @@ import (
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
-// fixture builds base/{allow,allow-evil,outside} with hostile entries inside
-// allow and returns base and a policy allowing base/allow.
+// fixture builds base/{allow,views,allow-evil,outside} with the same
+// hostile entries inside allow and views (see populate) and returns base and
+// a policy allowing snapshots in base/allow and views in base/views.
 func fixture(t *testing.T) (string, *Policy) {
 	t.Helper()
 	base := t.TempDir()
-	allow := filepath.Join(base, "allow")
 	mk := func(fn func() error) {
 		t.Helper()
 		if err := fn(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range []string{"allow/sub", "allow/dir", "allow-evil", "outside/dir"} {
+	for _, d := range []string{"allow-evil", "outside/dir"} {
 		mk(func() error { return os.MkdirAll(filepath.Join(base, d), 0o700) })
 	}
 	for name, content := range map[string]string{
-		"allow/snap.tar":      "inside",
-		"allow/sub/snap.tar":  "sub",
 		"allow-evil/snap.tar": "evil",
 		"outside/secret":      "secret",
 	} {
 		mk(func() error { return os.WriteFile(filepath.Join(base, name), []byte(content), 0o600) })
+	}
+	allow, views := filepath.Join(base, "allow"), filepath.Join(base, "views")
+	populate(t, base, allow)
+	populate(t, base, views)
+	return base, &Policy{AllowDirs: []string{allow}, ViewDirs: []string{views}}
+}
+
+// populate makes dir (mode 0700) with files, directories, symlinks in and
+// out of it, a FIFO and a socket.
+func populate(t *testing.T, base, dir string) {
+	t.Helper()
+	mk := func(fn func() error) {
+		t.Helper()
+		if err := fn(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"sub", "dir"} {
+		mk(func() error { return os.MkdirAll(filepath.Join(dir, d), 0o700) })
+	}
+	for name, content := range map[string]string{"snap.tar": "inside", "sub/snap.tar": "sub"} {
+		mk(func() error { return os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600) })
 	}
 	for name, target := range map[string]string{
 		"link-in":       "snap.tar",
 		"sub/link-up":   "../snap.tar",
 		"link-out":      "../outside/secret",
 		"link-abs":      filepath.Join(base, "outside/secret"),
-		"link-abs-in":   filepath.Join(allow, "snap.tar"),
+		"link-abs-in":   filepath.Join(dir, "snap.tar"),
 		"dir-link-out":  "../outside",
 		"dir-link-in":   "dir",
 		"loop":          "loop",
@@ -53,15 +73,14 @@ func fixture(t *testing.T) (string, *Policy) {
 		"link-dir-self": ".",
 		"sub/link-top":  "..",
 	} {
-		mk(func() error { return os.Symlink(target, filepath.Join(allow, name)) })
+		mk(func() error { return os.Symlink(target, filepath.Join(dir, name)) })
 	}
-	mk(func() error { return syscall.Mkfifo(filepath.Join(allow, "fifo"), 0o600) })
-	l, err := net.Listen("unix", filepath.Join(allow, "sock"))
+	mk(func() error { return syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600) })
+	l, err := net.Listen("unix", filepath.Join(dir, "sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return base, &Policy{AllowDirs: []string{allow}}
 }
 
 // withTimeout fails the test instead of hanging when fn blocks (a FIFO).
@@ -195,9 +214,9 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-func TestOpenDir(t *testing.T) {
+func TestOpenViewDir(t *testing.T) {
 	base, p := fixture(t)
-	allow := p.AllowDirs[0]
+	allow := p.ViewDirs[0]
 	tests := []struct {
 		name, path string
 		ok         bool
@@ -205,9 +224,9 @@ func TestOpenDir(t *testing.T) {
 		{"dir", allow + "/dir", true},
 		{"nested", allow + "/sub", true},
 		{"symlink to dir inside", allow + "/dir-link-in", true},
-		{"allow dir itself", allow, false},
-		{"allow dir via symlink to self", allow + "/link-dir-self", false},
-		{"allow dir via dotdot symlink", allow + "/sub/link-top", false},
+		{"view dir itself", allow, false},
+		{"view dir via symlink to self", allow + "/link-dir-self", false},
+		{"view dir via dotdot symlink", allow + "/sub/link-top", false},
 		{"regular file", allow + "/snap.tar", false},
 		{"fifo", allow + "/fifo", false},
 		{"symlink to dir outside", allow + "/dir-link-out", false},
@@ -216,20 +235,21 @@ func TestOpenDir(t *testing.T) {
 		{"dotdot", allow + "/../outside/dir", false},
 		{"relative", "dir", false},
 		{"missing", allow + "/nope", false},
+		{"dir in the allowed snapshot directory", p.AllowDirs[0] + "/dir", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var f *os.File
 			var err error
-			withTimeout(t, func() { f, err = p.OpenDir(tt.path) })
+			withTimeout(t, func() { f, err = p.OpenViewDir(tt.path) })
 			if err == nil {
 				defer f.Close()
 				if fi, err := f.Stat(); err != nil || !fi.IsDir() {
-					t.Fatalf("OpenDir(%q) returned a non-directory (%v)", tt.path, err)
+					t.Fatalf("OpenViewDir(%q) returned a non-directory (%v)", tt.path, err)
 				}
 			}
 			if (err == nil) != tt.ok {
-				t.Fatalf("OpenDir(%q) error = %v, want ok=%v", tt.path, err, tt.ok)
+				t.Fatalf("OpenViewDir(%q) error = %v, want ok=%v", tt.path, err, tt.ok)
 			}
 		})
 	}
@@ -342,7 +362,8 @@ func TestMultipleAllowDirs(t *testing.T) {
 
 func TestDefault(t *testing.T) {
 	p := Default()
-	if len(p.AllowDirs) != 1 || p.AllowDirs[0] != DefaultAllowDir || p.AllowDevices || p.GVisorCompat ||
+	if len(p.AllowDirs) != 1 || p.AllowDirs[0] != DefaultAllowDir || len(p.ViewDirs) != 1 || p.ViewDirs[0] != DefaultViewDir ||
+		p.AllowDevices || p.GVisorCompat ||
 		p.MaxBytes <= 0 || p.MaxEntries <= 0 {
 		t.Errorf("Default() = %+v", p)
 	}

@@ -152,10 +152,11 @@ func escapeLowers(dirs []string) string {
 	return strings.Join(out, ":")
 }
 
-// mountDir binds the policy-checked directory req.Source read-only on the
-// view's mountpoint, from the descriptor the policy opened.
+// mountDir binds the policy-checked directory req.Source (inside a view
+// directory, owned by root, not group/other-writable: policy.OpenViewDir)
+// read-only on the view's mountpoint, from the descriptor the policy opened.
 func mountDir(req *Request, st *statefile.View) error {
-	d, err := req.Policy.OpenDir(req.Source)
+	d, err := req.Policy.OpenViewDir(req.Source)
 	if err != nil {
 		return fmt.Errorf("dir: %w", err)
 	}
@@ -166,12 +167,14 @@ func mountDir(req *Request, st *statefile.View) error {
 	return bindOn(d, st.Mountpoint)
 }
 
-// mountFile attaches the policy-checked image req.Source to a read-only
-// loop device and mounts it read-only on the view's mountpoint. st.Source
-// becomes the image's real path, which Release checks the loop device's
-// backing file against.
+// mountFile attaches the policy-checked image req.Source (a regular file
+// inside a view directory, owned by root, not group/other-writable, checked
+// on this very descriptor: policy.OpenViewFile) to a read-only loop device
+// and mounts it read-only on the view's mountpoint. st.Source becomes the
+// image's real path, which Release checks the loop device's backing file
+// against.
 func mountFile(ctx context.Context, req *Request, st *statefile.View, save func() error) error {
-	f, err := req.Policy.OpenRead(req.Source)
+	f, err := req.Policy.OpenViewFile(req.Source)
 	if err != nil {
 		return fmt.Errorf("file: %w", err)
 	}

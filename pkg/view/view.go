@@ -88,7 +88,8 @@ type Request struct {
 	// namespaces.
 	Dir  string
 	Kind Kind
-	// Source is the dir: or file: path (unsafe), checked against Policy.
+	// Source is the dir: or file: path (unsafe), checked against Policy's
+	// view directories (ViewDirs).
 	Source string
 	Policy *policy.Policy
 	// Overlay is the container's rootfs overlay (KindImage): its lower

@@ -106,7 +106,7 @@ func (f *fixture) save() error {
 func (f *fixture) request(kind Kind, source string, binds ...Bind) *Request {
 	return &Request{
 		ID: "c1", Dir: f.views, Kind: kind, Source: source,
-		Policy:  &policy.Policy{AllowDirs: []string{f.allow}},
+		Policy:  &policy.Policy{ViewDirs: []string{f.allow}},
 		Overlay: &statefile.Overlay{Lowers: f.lowers, Upper: f.upper},
 		Binds:   binds, Rootfs: f.rootfs, Pid: f.pid, PidStart: f.pidStart,
 	}

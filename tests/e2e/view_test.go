@@ -205,11 +205,11 @@ func TestViewImagePodman(t *testing.T) {
 }
 
 // TestViewFilePodman: file: views of erofs and squashfs images made by the
-// real tools, and a dir: view, in the allowed directory.
+// real tools, and a dir: view, in the default view directory.
 func TestViewFilePodman(t *testing.T) {
 	p := newPodman(t, hooksDir)
 	img := p.testImage()
-	snapDir := snapshotDir(t)
+	views := viewDir(t)
 	src := filepath.Join(t.TempDir(), "src")
 	must(t, os.MkdirAll(filepath.Join(src, "boot"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "boot/vmlinuz"), []byte("FILE-KERNEL"), 0o644))
@@ -227,13 +227,13 @@ func TestViewFilePodman(t *testing.T) {
 			var image string
 			if tc.tool != "" {
 				testutil.RequireTools(t, tc.tool)
-				image = filepath.Join(snapDir, "boot."+tc.name)
+				image = filepath.Join(views, "boot."+tc.name)
 				if out, err := exec.Command(tc.tool, tc.args(image)...).CombinedOutput(); err != nil {
 					t.Fatalf("%s: %v\n%s", tc.tool, err, out)
 				}
 				annotation = "file:" + image
 			} else {
-				dir := filepath.Join(snapDir, "bootdir")
+				dir := filepath.Join(views, "bootdir")
 				must(t, exec.Command("cp", "-a", src, dir).Run())
 				annotation = "dir:" + dir
 			}
@@ -259,9 +259,9 @@ func TestViewFilePodman(t *testing.T) {
 }
 
 // viewHooks are the ocisnap hooks of a runc bundle with an own state and
-// allowed directory.
-func viewHooks(stateDir, allow string) *specs.Hooks {
-	args := []string{"--state-dir", stateDir, "--allow-dir", allow}
+// allowed directory, and more hook flags (--allow-view-dir) if given.
+func viewHooks(stateDir, allow string, more ...string) *specs.Hooks {
+	args := append([]string{"--state-dir", stateDir, "--allow-dir", allow}, more...)
 	return &specs.Hooks{CreateRuntime: []specs.Hook{ocisnapHook(args...)}, Poststop: []specs.Hook{ocisnapHook(args...)}}
 }
 
@@ -402,10 +402,10 @@ func TestViewFailures(t *testing.T) {
 	p := newPodman(t, hooksDir)
 	outside := t.TempDir() // a host directory, not in the rootfs
 	img := p.viewImage(outside)
-	snapDir := snapshotDir(t)
-	garbage := filepath.Join(snapDir, "garbage.img")
+	views := viewDir(t)
+	garbage := filepath.Join(views, "garbage.img")
 	must(t, os.WriteFile(garbage, []byte(strings.Repeat("garbage ", 4096)), 0o644))
-	corrupt := filepath.Join(snapDir, "corrupt.erofs")
+	corrupt := filepath.Join(views, "corrupt.erofs")
 	fake := make([]byte, 1<<20)
 	copy(fake[1024:], []byte{0xE2, 0xE1, 0xF5, 0xE0}) // erofs magic on garbage
 	must(t, os.WriteFile(corrupt, fake, 0o644))
@@ -424,8 +424,8 @@ func TestViewFailures(t *testing.T) {
 			[]string{`io.ocisnap.view-binds: dst "/escape/vmlinuz"`, "leading out of the container's rootfs"}, ""},
 		{"dst through a relative symlink out of the rootfs", "image", "boot/vmlinuz:/escape2/vmlinuz",
 			[]string{`io.ocisnap.view-binds: dst "/escape2/vmlinuz"`, "leading out"}, ""},
-		{"file outside allow-dir", "file:" + notAllowed, "boot/vmlinuz:/run/boot/vmlinuz",
-			[]string{"io.ocisnap.view=file:" + notAllowed, "not inside an allowed directory"}, notAllowed},
+		{"file outside the view dirs", "file:" + notAllowed, "boot/vmlinuz:/run/boot/vmlinuz",
+			[]string{"io.ocisnap.view=file:" + notAllowed, "not inside a view directory"}, notAllowed},
 		{"not a file system image", "file:" + garbage, "boot/vmlinuz:/run/boot/vmlinuz",
 			[]string{"io.ocisnap.view=file:" + garbage, "not an erofs, squashfs or ext4 image"}, garbage},
 		{"corrupt image", "file:" + corrupt, "boot/vmlinuz:/run/boot/vmlinuz",
@@ -475,7 +475,8 @@ func TestViewGC(t *testing.T) {
 	stateDir := t.TempDir()
 	t.Cleanup(func() { syscall.Unmount(filepath.Join(stateDir, "views"), syscall.MNT_DETACH) })
 	allow := snapshotDir(t)
-	image := filepath.Join(allow, "boot.erofs")
+	views := viewDir(t)
+	image := filepath.Join(views, "boot.erofs")
 	if out, err := exec.Command("mkfs.erofs", "--quiet", image, img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.erofs: %v\n%s", err, out)
 	}
@@ -483,7 +484,7 @@ func TestViewGC(t *testing.T) {
 		b := newBundle(t, img)
 		b.spec.Annotations["io.ocisnap.view"] = "file:" + image
 		b.spec.Annotations["io.ocisnap.view-binds"] = "boot/vmlinuz:/run/vm/vmlinuz"
-		b.spec.Hooks = viewHooks(stateDir, allow)
+		b.spec.Hooks = viewHooks(stateDir, allow, "--allow-view-dir", views)
 		b.spec.Process.Args = []string{"sleep", "1000"}
 		b.writeSpec()
 		runcCreateStart(t, b)
@@ -504,7 +505,7 @@ func TestViewGC(t *testing.T) {
 
 	cfg := hooks.DefaultConfig()
 	cfg.StateDir = stateDir
-	cfg.Policy = policy.Policy{AllowDirs: []string{allow}}
+	cfg.Policy = policy.Policy{AllowDirs: []string{allow}, ViewDirs: []string{views}}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	rep, err := hooks.GC(context.Background(), cfg)
 	if err != nil {
@@ -583,13 +584,13 @@ func sameSet(a, b []string) bool {
 func TestViewConcurrent(t *testing.T) {
 	p := newPodman(t, hooksDir)
 	img := p.testImage()
-	snapDir := snapshotDir(t)
+	views := viewDir(t)
 	var image string
 	if _, err := exec.LookPath("mkfs.erofs"); err == nil {
 		root := filepath.Join(t.TempDir(), "root")
 		must(t, os.MkdirAll(filepath.Join(root, "boot"), 0o755))
 		must(t, os.WriteFile(filepath.Join(root, "boot/vmlinuz"), []byte(imageKernel), 0o644))
-		image = filepath.Join(snapDir, "boot.erofs")
+		image = filepath.Join(views, "boot.erofs")
 		if out, err := exec.Command("mkfs.erofs", "--quiet", image, root).CombinedOutput(); err != nil {
 			t.Fatalf("mkfs.erofs: %v\n%s", err, out)
 		}

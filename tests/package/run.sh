@@ -58,6 +58,7 @@ APT=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300
 
 mkdir -p "$T/backup"
 had_varlib=false; [ -e /var/lib/ocisnap ] && had_varlib=true
+had_views=false; [ -e /var/lib/ocisnap-views ] && had_views=true
 had_run=false; [ -e /run/ocisnap ] && had_run=true
 
 cleanup() {
@@ -75,6 +76,9 @@ cleanup() {
   fi
   rm -f "$SNAP"
   $had_varlib || rmdir /var/lib/ocisnap 2>/dev/null
+  $had_views || rmdir /var/lib/ocisnap-views 2>/dev/null
+  # dpkg took the existing (empty) view directory over and purge removed it: put it back
+  $had_views && [ ! -e /var/lib/ocisnap-views ] && install -d -m 0700 /var/lib/ocisnap-views
   $had_run || rmdir /run/ocisnap 2>/dev/null
   (cd "$T/backup" && find . -mindepth 1 ! -type d -print0 | while IFS= read -r -d '' f; do
      mkdir -p "$(dirname "/${f#./}")"; cp -a "$f" "/${f#./}"; echo "package-test: restored /${f#./}" >&2; done)
@@ -154,6 +158,7 @@ want "-rwxr-xr-x /usr/libexec/oci/hooks.d/ocisnap-hook"
 want "-rw-r--r-- /usr/share/containers/oci/hooks.d/ocisnap.json"
 want "-rw-r--r-- /usr/lib/tmpfiles.d/ocisnap.conf"
 want "drwx------ /var/lib/ocisnap/"
+want "drwx------ /var/lib/ocisnap-views/"
 want "-rw-r--r-- /usr/share/doc/ocisnap/copyright"
 want "-rw-r--r-- /usr/share/doc/ocisnap/examples/ocisnap-gvisor.json"
 $has_cli && want "-rwxr-xr-x /usr/bin/ocisnap"
@@ -162,6 +167,7 @@ grep -q 'hooks.d/ocisnap-gvisor.json' <(grep -v /usr/share/doc/ "$T/deb.contents
 grep -q '"path": "/usr/libexec/oci/hooks.d/ocisnap-hook"' "$T/x/deb/usr/share/containers/oci/hooks.d/ocisnap.json" ||
   fail "hooks.d JSON does not point at /usr/libexec/oci/hooks.d/ocisnap-hook"
 grep -qx 'd /run/ocisnap 0700 root root -' "$T/x/deb/usr/lib/tmpfiles.d/ocisnap.conf" || fail "tmpfiles.d entry for /run/ocisnap"
+grep -qx 'd /var/lib/ocisnap-views 0700 root root -' "$T/x/deb/usr/lib/tmpfiles.d/ocisnap.conf" || fail "tmpfiles.d entry for /var/lib/ocisnap-views"
 
 # ---------------------------------------------------------------- 4. rpm
 say "rpm -qlp / --requires / --scripts"
@@ -173,6 +179,7 @@ rwant "-rwxr-xr-x +/usr/libexec/oci/hooks.d/ocisnap-hook"
 rwant "-rw-r--r-- +/usr/share/containers/oci/hooks.d/ocisnap.json"
 rwant "-rw-r--r-- +/usr/lib/tmpfiles.d/ocisnap.conf"
 rwant "drwx------ +/var/lib/ocisnap"
+rwant "drwx------ +/var/lib/ocisnap-views"
 rwant "drwx------ g+ /run/ocisnap"
 rwant "-rw-r--r-- l /usr/share/licenses/ocisnap[^ ]*/LICENSE"
 rwant "-rw-r--r-- d /usr/share/doc/ocisnap[^ ]*/examples/ocisnap-gvisor.json"
@@ -204,6 +211,7 @@ for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/share/containers/oci/hooks.d
   [ -e "$p" ] || fail "$p not installed"
 done
 $had_varlib || [ "$(stat -c %a /var/lib/ocisnap)" = 700 ] || fail "/var/lib/ocisnap is not 0700 after install"
+$had_views || [ "$(stat -c %a /var/lib/ocisnap-views)" = 700 ] || fail "/var/lib/ocisnap-views is not 0700 after install"
 if command -v systemd-tmpfiles >/dev/null; then [ "$(stat -c %a /run/ocisnap)" = 700 ] || fail "/run/ocisnap not created 0700"; fi
 /usr/libexec/oci/hooks.d/ocisnap-hook --version | grep -F " version $VERSION " || fail "installed ocisnap-hook --version"
 
