@@ -11,6 +11,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
+	"github.com/ocisnap/ocisnap/pkg/policy"
 )
 
 // restore applies the snapshot at ref onto the container's rootfs. The
@@ -32,22 +33,27 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) e
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
-	opts := []layer.ApplyOpt{
-		layer.WithIDMap(idMap(c.UIDMappings(), c.GIDMappings())),
-		layer.WithAllowDevices(h.cfg.Policy.AllowDevices),
-	}
-	if h.cfg.Policy.MaxBytes > 0 {
-		opts = append(opts, layer.WithMaxBytes(h.cfg.Policy.MaxBytes))
-	}
-	if h.cfg.Policy.MaxEntries > 0 {
-		opts = append(opts, layer.WithMaxEntries(h.cfg.Policy.MaxEntries))
-	}
+	opts := ApplyOpts(&h.cfg.Policy, idMap(c.UIDMappings(), c.GIDMappings()))
 	stats, err := layer.Apply(ctx, root, rc, opts...)
 	if err != nil {
 		return err
 	}
 	h.log.Info("restored", "source", src.String(), "rootfs", c.Rootfs, "entries", stats.Entries, "bytes", stats.Bytes)
 	return nil
+}
+
+// ApplyOpts are the options of a restore under the administrator's policy p
+// (device nodes, limits), with the id mapping idm (nil for none). The hook
+// and `ocisnap apply` both restore with exactly these.
+func ApplyOpts(p *policy.Policy, idm *layer.IDMap) []layer.ApplyOpt {
+	opts := []layer.ApplyOpt{layer.WithIDMap(idm), layer.WithAllowDevices(p.AllowDevices)}
+	if p.MaxBytes > 0 {
+		opts = append(opts, layer.WithMaxBytes(p.MaxBytes))
+	}
+	if p.MaxEntries > 0 {
+		opts = append(opts, layer.WithMaxEntries(p.MaxEntries))
+	}
+	return opts
 }
 
 // idMap converts the runtime spec's mappings; nil when there are none.

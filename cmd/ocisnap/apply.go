@@ -69,14 +69,7 @@ func (a *app) apply(ctx context.Context, o *applyOpts, snapshot, dir string) err
 		return fmt.Errorf("target directory: %w", err)
 	}
 	defer root.Close()
-	p := o.cfg.Policy
-	opts := []layer.ApplyOpt{layer.WithAllowDevices(p.AllowDevices), layer.WithIDMap(idm)}
-	if p.MaxBytes > 0 {
-		opts = append(opts, layer.WithMaxBytes(p.MaxBytes))
-	}
-	if p.MaxEntries > 0 {
-		opts = append(opts, layer.WithMaxEntries(p.MaxEntries))
-	}
+	opts := hooks.ApplyOpts(&o.cfg.Policy, idm)
 	bar := progress.New(a.stderr, "apply", size)
 	opts = append(opts, layer.WithProgress(func(s layer.Stats) { bar.SetEntries(s.Entries) }))
 	st, err := layer.Apply(ctx, root, bar.Reader(in), opts...)
