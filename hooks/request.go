@@ -7,7 +7,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
-// Annotation keys (CONTRACT.md, "Annotations"). Each also has the
+// Annotation keys (docs/annotations.md). Each also has the
 // per-container form "<key>.<container-name>", resolved by ocistate.
 const (
 	KeyRestore           = "io.ocisnap.restore"

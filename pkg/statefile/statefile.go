@@ -24,7 +24,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// DefaultDir is the default state directory (CONTRACT.md, install layout).
+// DefaultDir is the default state directory (README.md, "Security model"; ocisnap-hook(8), FILES).
 const DefaultDir = "/run/ocisnap"
 
 // ErrInvalidID is wrapped by the error for a container id that cannot be a
