@@ -167,5 +167,5 @@ func excludes(rec *statefile.Record) []string {
 	if rec.Overlay != nil {
 		upper = rec.Overlay.Upper
 	}
-	return view.Excludes(upper, rec.Views, rec.MountDestinations)
+	return view.Excludes(upper, viewStates(rec.Views), rec.MountDestinations)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
 // FuzzRead: whatever a state file holds (it outlives the hook that wrote
@@ -92,7 +93,7 @@ func FuzzValidateID(f *testing.F) {
 		const dir = "/run/ocisnap-fuzz"
 		d := Dir{Path: dir}
 		file := d.File(id)
-		if ValidateID(id) != nil {
+		if containerid.Validate(id) != nil {
 			if file != "" {
 				t.Fatalf("File(%q) = %q for an invalid id", id, file)
 			}
@@ -102,7 +103,7 @@ func FuzzValidateID(f *testing.F) {
 			t.Fatalf("File(%q) = %q: not %s/<id>.json", id, file, dir)
 		}
 		if strings.HasPrefix(id, ".") || strings.ContainsAny(id, "/\x00") || len(id)+len(".json") > 255 {
-			t.Fatalf("ValidateID accepted %q", id)
+			t.Fatalf("containerid.Validate accepted %q", id)
 		}
 	})
 }
