@@ -1,17 +1,15 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/overlay"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 	"github.com/ocisnap/ocisnap/pkg/view"
 )
@@ -191,22 +189,15 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 // Before pivot_root (createContainer hooks) /proc is still the host's, so
 // that is the host's pid of the container's init, which runs the hook.
 func recordParent(rec *statefile.Record) error {
-	data, err := os.ReadFile("/proc/self/stat")
+	self, err := procstat.ReadSelf()
 	if err != nil {
 		return fmt.Errorf("find the container's process: %w", err)
 	}
-	// Fields after the last ')' (the command may hold anything): state, ppid.
-	i := bytes.LastIndexByte(data, ')')
-	f := bytes.Fields(data[i+1:])
-	if i < 0 || len(f) < 2 {
-		return fmt.Errorf("find the container's process: malformed /proc/self/stat")
+	if self.PPid <= 0 {
+		return fmt.Errorf("find the container's process: parent pid %d", self.PPid)
 	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	if err != nil || ppid <= 0 {
-		return fmt.Errorf("find the container's process: parent pid %q", f[1])
-	}
-	rec.Pid, rec.PidStart = ppid, 0
-	if start, err := statefile.ProcessStartTime(ppid); err == nil {
+	rec.Pid, rec.PidStart = self.PPid, 0
+	if start, err := procstat.StartTime(self.PPid); err == nil {
 		rec.PidStart = start
 	}
 	return nil
@@ -223,7 +214,7 @@ func recordParent(rec *statefile.Record) error {
 // the check here only spares the attempt.
 func (h *hook) releaseViews(ctx context.Context, rec *statefile.Record) error {
 	opts := view.ReleaseOptions{StubRoot: stubRoot(rec)}
-	if rec.Pid > 0 && rec.PidStart != 0 && statefile.Alive(rec.Pid, rec.PidStart) {
+	if rec.Pid > 0 && rec.PidStart != 0 && procstat.Alive(rec.Pid, rec.PidStart) {
 		opts.Live, opts.Pid, opts.PidStart, opts.Rootfs = true, rec.Pid, rec.PidStart, rec.Rootfs
 	}
 	var errs []error

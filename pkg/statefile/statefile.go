@@ -34,7 +34,7 @@ type Record struct {
 	Pid int    `json:"pid"`
 	// PidStart is the start time of Pid in clock ticks after boot (field 22
 	// of /proc/<pid>/stat), so that a reused pid is not taken for the
-	// container's process (see Alive). 0 if unknown.
+	// container's process (see procstat.Alive). 0 if unknown.
 	PidStart uint64    `json:"pidStart,omitempty"`
 	Bundle   string    `json:"bundle,omitempty"`
 	Rootfs   string    `json:"rootfs,omitempty"`

@@ -103,7 +103,7 @@ type Request struct {
 	// namespace. 0 makes them in the caller's mount namespace (a
 	// createContainer hook runs inside the container's).
 	Pid int
-	// PidStart is Pid's start time (statefile.ProcessStartTime), checked
+	// PidStart is Pid's start time (procstat.StartTime), checked
 	// as the namespace is entered, so that a reused pid is never entered.
 	PidStart uint64
 }

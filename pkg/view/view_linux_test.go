@@ -18,7 +18,7 @@ import (
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/mountns"
 	"github.com/ocisnap/ocisnap/pkg/policy"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 // fixture is a container as a createRuntime hook sees it: an overlay
@@ -77,7 +77,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.pid = f.cmd.Process.Pid
-	start, err := statefile.ProcessStartTime(f.pid)
+	start, err := procstat.StartTime(f.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
