@@ -25,7 +25,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
-// DefaultDir is the default state directory (CONTRACT.md, install layout).
+// DefaultDir is the default state directory (--state-dir, docs/policy.md).
 const DefaultDir = "/run/ocisnap"
 
 // Record is what createRuntime learned about one container.
@@ -70,7 +70,9 @@ type Export struct {
 
 // View is a read-only view prepared for the container, with what is needed
 // to release it. Mounted flags record progress, so that a release after a
-// partial prepare undoes exactly what was done.
+// partial prepare undoes exactly what was done. It is the stored form of
+// a view.State (package view works on that; the hooks map one to the
+// other), so the record format and the view API change apart.
 type View struct {
 	Kind       string `json:"kind"`
 	Source     string `json:"source,omitempty"`

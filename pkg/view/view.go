@@ -46,7 +46,7 @@ import (
 // Kind is where a view's content comes from.
 type Kind string
 
-// View kinds (CONTRACT.md, io.ocisnap.view).
+// View kinds (io.ocisnap.view, docs/annotations.md).
 const (
 	// KindImage is the container's own image: an overlay of the rootfs
 	// overlay's lower layers only, without its upper.
