@@ -15,6 +15,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/overlay"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 	"github.com/ocisnap/ocisnap/pkg/view"
 )
@@ -60,7 +61,7 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 		GIDMappings:       c.GIDMappings(),
 	}
 	if rec.Pid > 0 {
-		if start, err := statefile.ProcessStartTime(rec.Pid); err == nil {
+		if start, err := procstat.StartTime(rec.Pid); err == nil {
 			rec.PidStart = start
 		}
 	}
@@ -167,5 +168,5 @@ func excludes(rec *statefile.Record) []string {
 	if rec.Overlay != nil {
 		upper = rec.Overlay.Upper
 	}
-	return view.Excludes(upper, rec.Views, rec.MountDestinations)
+	return view.Excludes(upper, viewStates(rec.Views), rec.MountDestinations)
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -39,7 +40,7 @@ type GCReport struct {
 // directories (cfg.Policy.AllowDirs).
 //
 // A container is alive when its recorded pid runs and started at the
-// recorded time (statefile.Alive), so that a reused pid does not keep a
+// recorded time (procstat.Alive), so that a reused pid does not keep a
 // dead container's view, nor a live container's view get released. A
 // record without a start time is kept while its pid exists. A container
 // whose process exited but that its runtime still knows (runc or crun
@@ -105,7 +106,7 @@ func alive(rec *statefile.Record) bool {
 		return false
 	}
 	if rec.PidStart != 0 {
-		return statefile.Alive(rec.Pid, rec.PidStart)
+		return procstat.Alive(rec.Pid, rec.PidStart)
 	}
 	err := syscall.Kill(rec.Pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)

@@ -1,17 +1,15 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/overlay"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 	"github.com/ocisnap/ocisnap/pkg/view"
 )
@@ -146,8 +144,12 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 	if v.mount != "" {
 		binds = append(binds, view.Bind{Src: "/", Dst: v.mount})
 	}
-	rec.Views = []statefile.View{{Kind: string(v.kind), Source: v.source}}
-	save := func() error { return h.state.Write(rec) }
+	st := &view.State{Kind: view.Kind(v.kind), Source: v.source}
+	rec.Views = []statefile.View{viewRecord(st)}
+	save := func() error {
+		rec.Views[0] = viewRecord(st)
+		return h.state.Write(rec)
+	}
 	if err := save(); err != nil {
 		return fmt.Errorf("%s: record state: %w", KeyView, err)
 	}
@@ -157,19 +159,20 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 		Kind:    view.Kind(v.kind),
 		Source:  v.source,
 		Policy:  &h.cfg.Policy,
-		Overlay: rec.Overlay,
+		Overlay: viewOverlay(rec.Overlay),
 		Binds:   binds,
 		Rootfs:  c.Rootfs,
 		Pid:     pid,
 	}
 	req.PidStart = rec.PidStart // checked as the namespace is entered
-	err := view.Prepare(ctx, req, &rec.Views[0], save)
+	err := view.Prepare(ctx, req, st, save)
+	rec.Views[0] = viewRecord(st)
 	if err == nil {
-		h.log.Info("view prepared", "view", v.annotationValue(), "mountpoint", rec.Views[0].Mountpoint,
-			"loop", rec.Views[0].LoopDevice, "binds", len(binds))
+		h.log.Info("view prepared", "view", v.annotationValue(), "mountpoint", st.Mountpoint,
+			"loop", st.LoopDevice, "binds", len(binds))
 		return nil
 	}
-	if viewLeft(&rec.Views[0]) {
+	if st.Pending() {
 		h.log.Warn("view rollback incomplete; state kept for `ocisnap gc`", "err", err)
 	} else if rerr := h.state.Remove(rec.ID); rerr != nil {
 		h.log.Warn("remove state", "err", rerr)
@@ -188,38 +191,18 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 // Before pivot_root (createContainer hooks) /proc is still the host's, so
 // that is the host's pid of the container's init, which runs the hook.
 func recordParent(rec *statefile.Record) error {
-	data, err := os.ReadFile("/proc/self/stat")
+	self, err := procstat.ReadSelf()
 	if err != nil {
 		return fmt.Errorf("find the container's process: %w", err)
 	}
-	// Fields after the last ')' (the command may hold anything): state, ppid.
-	i := bytes.LastIndexByte(data, ')')
-	f := bytes.Fields(data[i+1:])
-	if i < 0 || len(f) < 2 {
-		return fmt.Errorf("find the container's process: malformed /proc/self/stat")
+	if self.PPid <= 0 {
+		return fmt.Errorf("find the container's process: parent pid %d", self.PPid)
 	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	if err != nil || ppid <= 0 {
-		return fmt.Errorf("find the container's process: parent pid %q", f[1])
-	}
-	rec.Pid, rec.PidStart = ppid, 0
-	if start, err := statefile.ProcessStartTime(ppid); err == nil {
+	rec.Pid, rec.PidStart = self.PPid, 0
+	if start, err := procstat.StartTime(self.PPid); err == nil {
 		rec.PidStart = start
 	}
 	return nil
-}
-
-// viewLeft reports whether v records anything still to undo.
-func viewLeft(v *statefile.View) bool {
-	if v.Mounted || v.Mountpoint != "" || v.LoopDevice != "" {
-		return true
-	}
-	for _, b := range v.Binds {
-		if b.Mounted || b.Stub != "" || len(b.Stubs) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // releaseViews undoes the container's views: unmount, loop detach, empty
@@ -233,13 +216,19 @@ func viewLeft(v *statefile.View) bool {
 // the check here only spares the attempt.
 func (h *hook) releaseViews(ctx context.Context, rec *statefile.Record) error {
 	opts := view.ReleaseOptions{StubRoot: stubRoot(rec)}
-	if rec.Pid > 0 && rec.PidStart != 0 && statefile.Alive(rec.Pid, rec.PidStart) {
+	if rec.Pid > 0 && rec.PidStart != 0 && procstat.Alive(rec.Pid, rec.PidStart) {
 		opts.Live, opts.Pid, opts.PidStart, opts.Rootfs = true, rec.Pid, rec.PidStart, rec.Rootfs
 	}
-	save := func() error { return h.state.Write(rec) }
 	var errs []error
 	for i := range rec.Views {
-		if err := view.Release(ctx, &rec.Views[i], opts, save); err != nil {
+		st := viewState(&rec.Views[i])
+		save := func() error {
+			rec.Views[i] = viewRecord(st)
+			return h.state.Write(rec)
+		}
+		err := view.Release(ctx, st, opts, save)
+		rec.Views[i] = viewRecord(st)
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

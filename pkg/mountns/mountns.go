@@ -46,6 +46,6 @@ type Process struct {
 	Pid int
 	// Start is the process's start time in clock ticks after boot, field
 	// 22 (starttime) of /proc/<pid>/stat (proc(5)); see
-	// statefile.ProcessStartTime. It must be known (non-zero).
+	// procstat.StartTime. It must be known (non-zero).
 	Start uint64
 }

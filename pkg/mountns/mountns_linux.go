@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 // Do runs fn on an OS thread in the mount namespace of process p and
@@ -104,14 +104,14 @@ func openNS(p Process) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mountns: read %s/stat: %w", dir, err)
 	}
-	start, running, err := statefile.ParseStat(stat)
+	st, err := procstat.Parse(stat)
 	if err != nil {
 		return nil, fmt.Errorf("mountns: parse %s/stat: %w", dir, err)
 	}
-	if start != p.Start {
-		return nil, fmt.Errorf("%w: pid %d is now another process (started at %d, want %d)", ErrGone, p.Pid, start, p.Start)
+	if st.Start != p.Start {
+		return nil, fmt.Errorf("%w: pid %d is now another process (started at %d, want %d)", ErrGone, p.Pid, st.Start, p.Start)
 	}
-	if !running {
+	if !st.Running() {
 		return nil, fmt.Errorf("%w: process %d has exited", ErrGone, p.Pid)
 	}
 	fd, err := unix.Openat(dfd, "ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)

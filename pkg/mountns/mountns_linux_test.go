@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 // otherNS starts a process in a new mount namespace (a copy of ours) and
@@ -37,7 +37,7 @@ func otherNSCmd(t *testing.T) (Process, *exec.Cmd) {
 
 func process(t *testing.T, pid int) Process {
 	t.Helper()
-	start, err := statefile.ProcessStartTime(pid)
+	start, err := procstat.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestDoChecksProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, running, _ := statefile.ParseStat(st); !running {
+		if ps, err := procstat.Parse(st); err != nil || !ps.Running() {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

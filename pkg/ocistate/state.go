@@ -10,7 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
 // ErrInvalidState is wrapped by every error about a state that decodes but
@@ -25,9 +25,9 @@ var ErrInvalidState = errors.New("ocistate: invalid container state")
 // itself with status "stopped").
 //
 // It reads a single JSON value and does not wait for EOF, so a runtime that
-// keeps the pipe open does not hang the hook. It checks the id (statefile.ValidateID),
-// that the bundle is an absolute path and that the pid is not negative; those
-// errors wrap ErrInvalidState.
+// keeps the pipe open does not hang the hook. It checks the id
+// (containerid.Validate), that the bundle is an absolute path and that the
+// pid is not negative; those errors wrap ErrInvalidState.
 func ReadState(r io.Reader) (*specs.State, error) {
 	var s specs.State
 	if err := json.NewDecoder(r).Decode(&s); err != nil {
@@ -36,7 +36,7 @@ func ReadState(r io.Reader) (*specs.State, error) {
 		}
 		return nil, fmt.Errorf("decode container state: %w", err)
 	}
-	if err := statefile.ValidateID(s.ID); err != nil {
+	if err := containerid.Validate(s.ID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
 	if s.Bundle == "" || !filepath.IsAbs(s.Bundle) {

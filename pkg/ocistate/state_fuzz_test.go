@@ -10,7 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
 // FuzzReadState: the state on a hook's stdin is written by the runtime,
@@ -46,7 +46,7 @@ func FuzzReadState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := statefile.ValidateID(s.ID); err != nil || strings.ContainsAny(s.ID, "/\x00") || strings.HasPrefix(s.ID, ".") {
+		if err := containerid.Validate(s.ID); err != nil || strings.ContainsAny(s.ID, "/\x00") || strings.HasPrefix(s.ID, ".") {
 			t.Fatalf("accepted id %q (%v)", s.ID, err)
 		}
 		if !filepath.IsAbs(s.Bundle) || filepath.Clean(s.Bundle) != s.Bundle {

@@ -9,6 +9,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
@@ -72,7 +73,7 @@ func TestReadStateInvalid(t *testing.T) {
 		{"absolute", `{"id":"/etc",` + ok + `}`, true},
 		// One past the state files' limit: such an id could never have a
 		// record, so the hook refuses it at once.
-		{"too long", `{"id":"` + strings.Repeat("a", statefile.MaxIDLen+1) + `",` + ok + `}`, true},
+		{"too long", `{"id":"` + strings.Repeat("a", containerid.MaxLen+1) + `",` + ok + `}`, true},
 		{"no bundle", `{"id":"a","status":"creating"}`, true},
 		{"relative bundle", `{"id":"a","bundle":"run/b"}`, true},
 	}
@@ -91,7 +92,7 @@ func TestReadStateInvalid(t *testing.T) {
 
 func TestReadStateAccepts(t *testing.T) {
 	tests := []struct{ name, in string }{
-		{"max length id", `{"id":"` + strings.Repeat("a", statefile.MaxIDLen) + `","bundle":"/b"}`},
+		{"max length id", `{"id":"` + strings.Repeat("a", containerid.MaxLen) + `","bundle":"/b"}`},
 		{"id punctuation", `{"id":"a_b.c+d-e","bundle":"/b"}`},
 		{"unknown keys", `{"id":"a","bundle":"/b","root":"/run/crun","rootfs":"/r","created":"2024-01-01T00:00:00Z"}`},
 		{"trailing data not read", `{"id":"a","bundle":"/b"} garbage`},
@@ -141,11 +142,11 @@ func TestLoadStateMissingFile(t *testing.T) {
 }
 
 // TestReadStateIDLimit: the hook's input and its state records share one id
-// rule: an id of statefile.MaxIDLen bytes is read and can be recorded, one
+// rule: an id of containerid.MaxLen bytes is read and can be recorded, one
 // byte more is refused when the state is read (with both sentinels).
 func TestReadStateIDLimit(t *testing.T) {
 	state := func(id string) string { return `{"id":"` + id + `","bundle":"/b"}` }
-	longest := strings.Repeat("a", statefile.MaxIDLen)
+	longest := strings.Repeat("a", containerid.MaxLen)
 	s, err := ReadState(strings.NewReader(state(longest)))
 	if err != nil {
 		t.Fatalf("%d-byte id: %v", len(longest), err)
@@ -154,7 +155,7 @@ func TestReadStateIDLimit(t *testing.T) {
 		t.Errorf("record of the %d-byte id: %v", len(longest), err)
 	}
 	_, err = ReadState(strings.NewReader(state(longest + "a")))
-	if !errors.Is(err, ErrInvalidState) || !errors.Is(err, statefile.ErrInvalidID) {
-		t.Errorf("%d-byte id: %v, want ErrInvalidState and statefile.ErrInvalidID", len(longest)+1, err)
+	if !errors.Is(err, ErrInvalidState) || !errors.Is(err, containerid.ErrInvalid) {
+		t.Errorf("%d-byte id: %v, want ErrInvalidState and containerid.ErrInvalid", len(longest)+1, err)
 	}
 }

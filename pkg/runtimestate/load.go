@@ -10,7 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 // runcState is the part of runc's <root>/<id>/state.json
@@ -66,8 +66,8 @@ func load(root, id string) (*Container, error) {
 		return nil, fmt.Errorf("container %s: %s does not name the bundle", id, rc.StateFile)
 	}
 	rc.State.Status = specs.StateStopped
-	if rc.State.Pid > 0 && (start == 0 || statefile.Alive(rc.State.Pid, start)) {
-		if _, err := statefile.ProcessStartTime(rc.State.Pid); err == nil {
+	if rc.State.Pid > 0 && (start == 0 || procstat.Alive(rc.State.Pid, start)) {
+		if _, err := procstat.StartTime(rc.State.Pid); err == nil {
 			rc.State.Status = specs.StateRunning
 		}
 	}

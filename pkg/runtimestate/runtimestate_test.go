@@ -11,7 +11,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 func writeFile(t *testing.T, p, content string) {
@@ -27,7 +27,7 @@ func writeFile(t *testing.T, p, content string) {
 func TestFind(t *testing.T) {
 	runc, crun := t.TempDir(), t.TempDir()
 	pid := os.Getpid()
-	start, err := statefile.ProcessStartTime(pid)
+	start, err := procstat.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@
 // records do not outlive a reboot).
 //
 // Records are written atomically (a reader sees the old record or the new
-// one, never a mix) and container ids are validated before they become file
-// names. The state directory itself is the administrator's; the record
+// one, never a mix) and container ids are checked (package containerid)
+// before they become file names. The state directory itself is the administrator's; the record
 // contents come from the runtime's state and config, and are trusted only
 // as far as the code that reads them checks them again.
 package statefile
@@ -17,19 +17,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
 // DefaultDir is the default state directory (README.md, "Security model"; ocisnap-hook(8), FILES).
 const DefaultDir = "/run/ocisnap"
-
-// ErrInvalidID is wrapped by the error for a container id that cannot be a
-// record name.
-var ErrInvalidID = errors.New("statefile: invalid container id")
 
 // Record is what createRuntime learned about one container.
 type Record struct {
@@ -37,7 +34,7 @@ type Record struct {
 	Pid int    `json:"pid"`
 	// PidStart is the start time of Pid in clock ticks after boot (field 22
 	// of /proc/<pid>/stat), so that a reused pid is not taken for the
-	// container's process (see Alive). 0 if unknown.
+	// container's process (see procstat.Alive). 0 if unknown.
 	PidStart uint64    `json:"pidStart,omitempty"`
 	Bundle   string    `json:"bundle,omitempty"`
 	Rootfs   string    `json:"rootfs,omitempty"`
@@ -73,7 +70,9 @@ type Export struct {
 
 // View is a read-only view prepared for the container, with what is needed
 // to release it. Mounted flags record progress, so that a release after a
-// partial prepare undoes exactly what was done.
+// partial prepare undoes exactly what was done. It is the stored form of
+// a view.State (package view works on that; the hooks map one to the
+// other), so the record format and the view API change apart.
 type View struct {
 	Kind       string `json:"kind"`
 	Source     string `json:"source,omitempty"`
@@ -107,29 +106,6 @@ type Stub struct {
 	Dir bool `json:"dir,omitempty"`
 }
 
-// idRE is the rule runc and crun apply to container ids; a leading
-// alphanumeric also excludes ".", ".." and hidden (temporary) names.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
-
-// MaxIDLen is the longest container id, in bytes: "<id>.json" fits
-// NAME_MAX (255). (Runtimes and engines generate 64-hex-digit ids.)
-const MaxIDLen = 250
-
-// ValidateID returns an error wrapping ErrInvalidID unless id is a valid
-// container id: 1 to MaxIDLen bytes matching ^[A-Za-z0-9][A-Za-z0-9_.+-]*$.
-// It is the project's one id rule: the runtime state a hook reads
-// (ocistate.ReadState) and the records kept here are checked by it, so an
-// id the hook accepts always has a record name.
-func ValidateID(id string) error {
-	if len(id) > MaxIDLen {
-		return fmt.Errorf("%w: %.40q... is %d bytes long, more than %d", ErrInvalidID, id, len(id), MaxIDLen)
-	}
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w: %q (want %s)", ErrInvalidID, id, idRE)
-	}
-	return nil
-}
-
 // Dir is a state directory. The zero Dir is DefaultDir.
 type Dir struct {
 	Path string
@@ -154,7 +130,7 @@ func (d Dir) dir() string {
 // File returns the record file of id, or "" if id is not a valid id. (It
 // is not named Path: that is the field.)
 func (d Dir) File(id string) string {
-	if ValidateID(id) != nil {
+	if containerid.Validate(id) != nil {
 		return ""
 	}
 	return filepath.Join(d.dir(), id+suffix)
@@ -168,7 +144,7 @@ func (d Dir) Write(rec *Record) (err error) {
 	if rec == nil {
 		return errors.New("statefile: write of a nil record")
 	}
-	if err := ValidateID(rec.ID); err != nil {
+	if err := containerid.Validate(rec.ID); err != nil {
 		return err
 	}
 	data, err := json.MarshalIndent(rec, "", "  ")
@@ -207,7 +183,7 @@ func (d Dir) Write(rec *Record) (err error) {
 // Read returns the record of id. A missing record is an error wrapping
 // fs.ErrNotExist; an unreadable one names its file.
 func (d Dir) Read(id string) (*Record, error) {
-	if err := ValidateID(id); err != nil {
+	if err := containerid.Validate(id); err != nil {
 		return nil, err
 	}
 	path := d.File(id)
@@ -228,7 +204,7 @@ func (d Dir) Read(id string) (*Record, error) {
 // Remove deletes the record of id; removing a missing record is not an
 // error.
 func (d Dir) Remove(id string) error {
-	if err := ValidateID(id); err != nil {
+	if err := containerid.Validate(id); err != nil {
 		return err
 	}
 	if err := os.Remove(d.File(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -256,7 +232,7 @@ func (d Dir) List() ([]*Record, []error) {
 		if !ok || strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
 			continue
 		}
-		if err := ValidateID(id); err != nil {
+		if err := containerid.Validate(id); err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w", aboutFile, filepath.Join(d.dir(), name), err))
 			continue
 		}

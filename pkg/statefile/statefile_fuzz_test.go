@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
 // FuzzRead: whatever a state file holds (it outlives the hook that wrote
@@ -92,7 +93,7 @@ func FuzzValidateID(f *testing.F) {
 		const dir = "/run/ocisnap-fuzz"
 		d := Dir{Path: dir}
 		file := d.File(id)
-		if ValidateID(id) != nil {
+		if containerid.Validate(id) != nil {
 			if file != "" {
 				t.Fatalf("File(%q) = %q for an invalid id", id, file)
 			}
@@ -102,29 +103,7 @@ func FuzzValidateID(f *testing.F) {
 			t.Fatalf("File(%q) = %q: not %s/<id>.json", id, file, dir)
 		}
 		if strings.HasPrefix(id, ".") || strings.ContainsAny(id, "/\x00") || len(id)+len(".json") > 255 {
-			t.Fatalf("ValidateID accepted %q", id)
-		}
-	})
-}
-
-// FuzzParseStat: /proc/<pid>/stat is read for a pid the state file
-// names; its comm field is chosen by the process (any bytes, parentheses
-// included). parseStat never panics and, when it succeeds, returns the
-// state and start time fields counted from the last ')'.
-func FuzzParseStat(f *testing.F) {
-	testutil.AddSeed(f, "systemd", []byte("1 (systemd) S 0 1 1 0 -1 4194560 1 1 0 0 1 1 0 0 20 0 1 0 42 1 1 1"))
-	testutil.AddSeed(f, "comm-parens", []byte("7 (a) b) c) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99 1 2"))
-	testutil.AddSeed(f, "unclosed", []byte("7 (x"))
-	testutil.AddSeed(f, "paren-only", []byte(")"))
-	testutil.AddSeed(f, "start-overflow", []byte("1 () S 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 18446744073709551616"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := parseStat(data)
-		if err != nil {
-			return
-		}
-		fields := bytes.Fields(data[bytes.LastIndexByte(data, ')')+1:])
-		if st.state != fields[0][0] {
-			t.Fatalf("state %q, want %q", st.state, fields[0])
+			t.Fatalf("containerid.Validate accepted %q", id)
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
 func fullRecord(id string) *Record {
@@ -212,18 +214,18 @@ func TestHostileIDs(t *testing.T) {
 	d := Dir{Path: filepath.Join(base, "state")}
 	bad := []string{
 		"", ".", "..", "../x", "../../etc/passwd", "a/b", "/abs", "-flag", ".hidden", "_x",
-		"a\x00b", "a b", "a\nb", "a:b", "a*", "é", strings.Repeat("a", MaxIDLen+1),
+		"a\x00b", "a b", "a\nb", "a:b", "a*", "é", strings.Repeat("a", containerid.MaxLen+1),
 	}
 	for _, id := range bad {
 		t.Run(fmt.Sprintf("%.20q", id), func(t *testing.T) {
-			if err := d.Write(&Record{ID: id}); !errors.Is(err, ErrInvalidID) {
-				t.Errorf("Write = %v, want ErrInvalidID", err)
+			if err := d.Write(&Record{ID: id}); !errors.Is(err, containerid.ErrInvalid) {
+				t.Errorf("Write = %v, want containerid.ErrInvalid", err)
 			}
-			if _, err := d.Read(id); !errors.Is(err, ErrInvalidID) {
-				t.Errorf("Read = %v, want ErrInvalidID", err)
+			if _, err := d.Read(id); !errors.Is(err, containerid.ErrInvalid) {
+				t.Errorf("Read = %v, want containerid.ErrInvalid", err)
 			}
-			if err := d.Remove(id); !errors.Is(err, ErrInvalidID) {
-				t.Errorf("Remove = %v, want ErrInvalidID", err)
+			if err := d.Remove(id); !errors.Is(err, containerid.ErrInvalid) {
+				t.Errorf("Remove = %v, want containerid.ErrInvalid", err)
 			}
 			if p := d.File(id); p != "" {
 				t.Errorf("File = %q, want \"\"", p)
@@ -234,7 +236,7 @@ func TestHostileIDs(t *testing.T) {
 	if len(ents) != 0 {
 		t.Errorf("hostile ids created %v", ents)
 	}
-	good := []string{"a", "0", "abc.def", "a+b-c_d.e", strings.Repeat("f", 64), strings.Repeat("a", MaxIDLen), "x.."}
+	good := []string{"a", "0", "abc.def", "a+b-c_d.e", strings.Repeat("f", 64), strings.Repeat("a", containerid.MaxLen), "x.."}
 	for _, id := range good {
 		if err := d.Write(&Record{ID: id}); err != nil {
 			t.Errorf("Write(%q): %v", id, err)

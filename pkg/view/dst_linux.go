@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // resolveBeneath keeps a lookup under the rootfs: an absolute symlink or a
@@ -29,7 +27,7 @@ const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
 // are not recorded (they go with the container's mount namespace);
 // creating one on any other mount (a volume bound from the host) is
 // refused.
-func openDst(rootfs, rel string, isDir bool, recordStubs func([]statefile.Stub) error) (*os.File, error) {
+func openDst(rootfs, rel string, isDir bool, recordStubs func([]Stub) error) (*os.File, error) {
 	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open container rootfs: %w", err)
@@ -44,10 +42,10 @@ func openDst(rootfs, rel string, isDir bool, recordStubs func([]statefile.Stub) 
 		return nil, err
 	}
 	comps := strings.Split(rel, "/")
-	first := -1                  // index of the first component missing
-	var planned []statefile.Stub // recorded stubs, comps[first:]
-	created := -1                // index of the component created last
-	var parent *os.File          // the directory holding comps[i], nil for the root
+	first := -1         // index of the first component missing
+	var planned []Stub  // recorded stubs, comps[first:]
+	created := -1       // index of the component created last
+	var parent *os.File // the directory holding comps[i], nil for the root
 	defer func() {
 		if parent != nil {
 			parent.Close()
@@ -130,12 +128,12 @@ func openDst(rootfs, rel string, isDir bool, recordStubs func([]statefile.Stub) 
 // stubChain returns the stubs of a destination whose first missing
 // component is at container path top, with the components below it: all
 // directories but the last, which is a directory if isDir.
-func stubChain(top string, below []string, isDir bool) []statefile.Stub {
-	out := []statefile.Stub{{Path: top, Dir: len(below) > 0 || isDir}}
+func stubChain(top string, below []string, isDir bool) []Stub {
+	out := []Stub{{Path: top, Dir: len(below) > 0 || isDir}}
 	p := top
 	for j, c := range below {
 		p += "/" + c
-		out = append(out, statefile.Stub{Path: p, Dir: j < len(below)-1 || isDir})
+		out = append(out, Stub{Path: p, Dir: j < len(below)-1 || isDir})
 	}
 	return out
 }

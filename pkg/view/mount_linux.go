@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/pkg/mountns"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // viewAttrs are the attributes of every view mount.
@@ -62,7 +61,7 @@ func ensurePrivateDir(dir string) error {
 // mountImage mounts the container's image layers read-only on mp: a bind
 // of the one lower layer, or an overlay of the lower layers (and data-only
 // layers) with no upper.
-func mountImage(recorded *statefile.Overlay, mp string) error {
+func mountImage(recorded *Overlay, mp string) error {
 	ov := *recorded
 	ov.Lowers = unmappedLayers(ov.Lowers)
 	ov.DataDirs = unmappedLayers(ov.DataDirs)
@@ -155,7 +154,7 @@ func escapeLowers(dirs []string) string {
 // mountDir binds the policy-checked directory req.Source (inside a view
 // directory, owned by root, not group/other-writable: policy.OpenViewDir)
 // read-only on the view's mountpoint, from the descriptor the policy opened.
-func mountDir(req *Request, st *statefile.View) error {
+func mountDir(req *Request, st *State) error {
 	d, err := req.Policy.OpenViewDir(req.Source)
 	if err != nil {
 		return fmt.Errorf("dir: %w", err)
@@ -173,7 +172,7 @@ func mountDir(req *Request, st *statefile.View) error {
 // and mounts it read-only on the view's mountpoint. st.Source becomes the
 // image's real path, which Release checks the loop device's backing file
 // against.
-func mountFile(ctx context.Context, req *Request, st *statefile.View, save func() error) error {
+func mountFile(ctx context.Context, req *Request, st *State, save func() error) error {
 	f, err := req.Policy.OpenViewFile(req.Source)
 	if err != nil {
 		return fmt.Errorf("file: %w", err)

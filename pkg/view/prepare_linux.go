@@ -9,14 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/pkg/mountns"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // Prepare mounts the view req asks for and makes its binds, recording each
 // step in st (whose Kind and Source the caller has set) and calling save
 // to store it. On failure everything done is released again (see Release)
 // and the error says what failed; a bind's error is a *BindError.
-func Prepare(ctx context.Context, req *Request, st *statefile.View, save func() error) (err error) {
+func Prepare(ctx context.Context, req *Request, st *State, save func() error) (err error) {
 	if err := req.validate(); err != nil {
 		return err
 	}
@@ -46,7 +45,7 @@ func Prepare(ctx context.Context, req *Request, st *statefile.View, save func() 
 }
 
 // mountView mounts the view on its mountpoint and returns its root, open.
-func mountView(ctx context.Context, req *Request, st *statefile.View, save func() error) (*os.File, error) {
+func mountView(ctx context.Context, req *Request, st *State, save func() error) (*os.File, error) {
 	if err := ensurePrivateDir(req.Dir); err != nil {
 		return nil, err
 	}
@@ -108,7 +107,7 @@ func makeMountpoint(mp string) error {
 }
 
 // bind binds req.Binds[i] from the view (root) into the container.
-func bind(req *Request, i int, root *os.File, st *statefile.View, save func() error) error {
+func bind(req *Request, i int, root *os.File, st *State, save func() error) error {
 	b := req.Binds[i]
 	fail := func(side string, err error) error { return &BindError{Index: i, Bind: b, Side: side, Err: err} }
 	src, err := openInView(root, srcRel(b.Src))
@@ -130,7 +129,7 @@ func bind(req *Request, i int, root *os.File, st *statefile.View, save func() er
 	}
 	defer tree.Close()
 
-	st.Binds = append(st.Binds, statefile.Bind{Src: b.Src, Dst: b.Dst})
+	st.Binds = append(st.Binds, BindState{Src: b.Src, Dst: b.Dst})
 	sb := &st.Binds[len(st.Binds)-1]
 	if err := save(); err != nil {
 		return err
@@ -139,7 +138,7 @@ func bind(req *Request, i int, root *os.File, st *statefile.View, save func() er
 	// container's mount namespace. Stubs are recorded before they are
 	// made; the state is written from a thread outside that namespace
 	// (where the state directory is known to be).
-	recordStubs := func(stubs []statefile.Stub) error {
+	recordStubs := func(stubs []Stub) error {
 		sb.Stubs = stubs
 		return mountns.Outside(save)
 	}

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/pkg/mountns"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // Release undoes what st records, in reverse order: the binds (in the
@@ -21,7 +20,7 @@ import (
 // skipped, so it may run twice or after a partial Prepare. A step that
 // fails is reported and the steps that do not depend on it still run; the
 // view is never detached from its loop device while it is still mounted.
-func Release(ctx context.Context, st *statefile.View, opts ReleaseOptions, save func() error) error {
+func Release(ctx context.Context, st *State, opts ReleaseOptions, save func() error) error {
 	var errs []error
 	saved := func() {
 		if err := save(); err != nil {
@@ -145,7 +144,7 @@ const resolveStub = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_XDEV | unix.RESOLVE_N
 // its own (README.md, "Boot views"). A stub left because it still holds
 // the stubs of a later bind that could not be removed yet stays recorded,
 // for the next release.
-func releaseStubs(root string, st *statefile.View, saved func()) error {
+func releaseStubs(root string, st *State, saved func()) error {
 	var rootf *os.File
 	defer func() {
 		if rootf != nil {
@@ -191,7 +190,7 @@ func releaseStubs(root string, st *statefile.View, saved func()) error {
 		if left && blocked {
 			continue
 		}
-		b.Stubs, b.Stub = nil, ""
+		b.Stubs, b.LegacyStub = nil, ""
 		saved()
 	}
 	return errors.Join(errs...)

@@ -7,8 +7,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // stubKind is what a stub was created as.
@@ -27,11 +25,12 @@ type stubRef struct {
 }
 
 // stubsOf returns the stubs recorded for b, outermost first. A record of
-// an older version names only the outermost component created (Stub);
-// every component from it down to the destination was created then too,
-// so when the destination lies beneath it as recorded (no symlink on the
-// way) they are all returned, of unknown kind; otherwise only Stub is.
-func stubsOf(b *statefile.Bind) []stubRef {
+// an older version names only the outermost component created
+// (LegacyStub); every component from it down to the destination was
+// created then too, so when the destination lies beneath it as recorded
+// (no symlink on the way) they are all returned, of unknown kind;
+// otherwise only LegacyStub is.
+func stubsOf(b *BindState) []stubRef {
 	var out []stubRef
 	for _, s := range b.Stubs {
 		k := stubFile
@@ -40,10 +39,10 @@ func stubsOf(b *statefile.Bind) []stubRef {
 		}
 		out = append(out, stubRef{path: s.Path, kind: k})
 	}
-	if b.Stub == "" {
+	if b.LegacyStub == "" {
 		return out
 	}
-	top := path.Clean("/" + b.Stub)
+	top := path.Clean("/" + b.LegacyStub)
 	out = append(out, stubRef{path: top})
 	if dst := path.Clean("/" + b.Dst); strings.HasPrefix(dst, top+"/") && top != "/" {
 		p := top
@@ -74,7 +73,7 @@ func stubRel(p string) (string, bool) {
 // paths. A stub the container wrote into (a file beside a bound kernel) is
 // exported with what it holds (README.md, "Boot views"): an export leaves
 // out the bind destinations themselves, never the files beside them.
-func Excludes(root string, views []statefile.View, excluded []string) []string {
+func Excludes(root string, views []State, excluded []string) []string {
 	out := append([]string{}, excluded...)
 	skip := make(map[string]bool)
 	for _, p := range excluded {

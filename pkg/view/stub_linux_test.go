@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/pkg/mountns"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // TestReleaseKeepsFilesBesideStubs: a bind at /artifacts/vmlinuz creates
@@ -34,8 +33,8 @@ func TestReleaseKeepsFilesBesideStubs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := f.st.Binds[1].Stubs; len(got) != 4 || got[0] != (statefile.Stub{Path: "/deep", Dir: true}) ||
-				got[3] != (statefile.Stub{Path: "/deep/a/b/initrd.img"}) {
+			if got := f.st.Binds[1].Stubs; len(got) != 4 || got[0] != (Stub{Path: "/deep", Dir: true}) ||
+				got[3] != (Stub{Path: "/deep/a/b/initrd.img"}) {
 				t.Fatalf("stubs of /deep/a/b/initrd.img: %+v", got)
 			}
 			f.inContainer(func() error {
@@ -217,11 +216,11 @@ func TestReleaseOldRecord(t *testing.T) {
 	writeFile(t, filepath.Join(f.rootfs, "c/d/vmlinuz"), "")
 	writeFile(t, filepath.Join(f.rootfs, "e/kept"), "KEPT")
 	mkdir(t, filepath.Join(f.rootfs, "g/h"))
-	st := statefile.View{Kind: "image", Binds: []statefile.Bind{
-		{Src: "boot/vmlinuz", Dst: "/a/b/vmlinuz", Stub: "/a"},
-		{Src: "boot/vmlinuz", Dst: "/c/d/vmlinuz", Stub: "/c"},
-		{Src: "boot/vmlinuz", Dst: "/x/vmlinuz", Stub: "/e"}, // through a symlink /x -> e
-		{Src: "boot", Dst: "/g/h", Stub: "/g/h"},
+	st := State{Kind: "image", Binds: []BindState{
+		{Src: "boot/vmlinuz", Dst: "/a/b/vmlinuz", LegacyStub: "/a"},
+		{Src: "boot/vmlinuz", Dst: "/c/d/vmlinuz", LegacyStub: "/c"},
+		{Src: "boot/vmlinuz", Dst: "/x/vmlinuz", LegacyStub: "/e"}, // through a symlink /x -> e
+		{Src: "boot", Dst: "/g/h", LegacyStub: "/g/h"},
 	}}
 	if err := Release(context.Background(), &st, ReleaseOptions{StubRoot: f.rootfs}, func() error { return nil }); err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // TestExcludes: an export leaves out the bind destinations and the stubs
@@ -36,16 +34,16 @@ func TestExcludes(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(upper, "mnt/view"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dir := func(p string) statefile.Stub { return statefile.Stub{Path: p, Dir: true} }
-	file := func(p string) statefile.Stub { return statefile.Stub{Path: p} }
-	views := []statefile.View{{Kind: "image", Binds: []statefile.Bind{
-		{Dst: "/artifacts/vmlinuz", Stubs: []statefile.Stub{dir("/artifacts"), file("/artifacts/vmlinuz")}},
-		{Dst: "/run/boot/vmlinuz", Stubs: []statefile.Stub{dir("/run/boot"), file("/run/boot/vmlinuz")}},
-		{Dst: "/var/run/boot/initrd.img", Stubs: []statefile.Stub{file("/run/boot/initrd.img")}},
-		{Dst: "/deep/a/b/initrd.img", Stubs: []statefile.Stub{dir("/deep"), dir("/deep/a"), dir("/deep/a/b"), file("/deep/a/b/initrd.img")}},
-		{Dst: "/mnt/view", Stubs: []statefile.Stub{dir("/mnt"), dir("/mnt/view")}},
-		{Dst: "/old/vmlinuz", Stub: "/old"}, // an older version's record
-		{Dst: "/full/vmlinuz", Stubs: []statefile.Stub{dir("/full"), file("/full/vmlinuz")}},
+	dir := func(p string) Stub { return Stub{Path: p, Dir: true} }
+	file := func(p string) Stub { return Stub{Path: p} }
+	views := []State{{Kind: "image", Binds: []BindState{
+		{Dst: "/artifacts/vmlinuz", Stubs: []Stub{dir("/artifacts"), file("/artifacts/vmlinuz")}},
+		{Dst: "/run/boot/vmlinuz", Stubs: []Stub{dir("/run/boot"), file("/run/boot/vmlinuz")}},
+		{Dst: "/var/run/boot/initrd.img", Stubs: []Stub{file("/run/boot/initrd.img")}},
+		{Dst: "/deep/a/b/initrd.img", Stubs: []Stub{dir("/deep"), dir("/deep/a"), dir("/deep/a/b"), file("/deep/a/b/initrd.img")}},
+		{Dst: "/mnt/view", Stubs: []Stub{dir("/mnt"), dir("/mnt/view")}},
+		{Dst: "/old/vmlinuz", LegacyStub: "/old"}, // an older version's record
+		{Dst: "/full/vmlinuz", Stubs: []Stub{dir("/full"), file("/full/vmlinuz")}},
 	}}}
 	got := Excludes(upper, views, []string{"/dev"})
 	for _, want := range []string{"/dev", "/artifacts/vmlinuz", "/run/boot", "/var/run/boot/initrd.img",

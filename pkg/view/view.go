@@ -25,9 +25,10 @@
 // process has not started when the hook runs), and the lower layers of an
 // image view (they belong to the container engine).
 //
-// Every step is recorded in a statefile.View before it is done (the intent:
-// a mountpoint, a loop device, a stub) or after (a mount), through a save
-// callback, so that Release, run at poststop, by `ocisnap gc` after a crash,
+// Every step is recorded in a State before it is done (the intent: a
+// mountpoint, a loop device, a stub) or after (a mount), and handed to a
+// save callback that stores it (the hooks keep it in the container's state
+// record), so that Release, run at poststop, by `ocisnap gc` after a crash,
 // or by Prepare itself to roll back a failure, undoes exactly what was done.
 package view
 
@@ -37,9 +38,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ocisnap/ocisnap/pkg/containerid"
 	"github.com/ocisnap/ocisnap/pkg/mountns"
 	"github.com/ocisnap/ocisnap/pkg/policy"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // Kind is where a view's content comes from.
@@ -94,7 +95,7 @@ type Request struct {
 	Policy *policy.Policy
 	// Overlay is the container's rootfs overlay (KindImage): its lower
 	// layers become the view.
-	Overlay *statefile.Overlay
+	Overlay *Overlay
 	Binds   []Bind
 	// Rootfs is the container's rootfs as the container's mount namespace
 	// sees it before pivot_root (the bundle's root.path).
@@ -103,9 +104,82 @@ type Request struct {
 	// namespace. 0 makes them in the caller's mount namespace (a
 	// createContainer hook runs inside the container's).
 	Pid int
-	// PidStart is Pid's start time (statefile.ProcessStartTime), checked
+	// PidStart is Pid's start time (procstat.StartTime), checked
 	// as the namespace is entered, so that a reused pid is never entered.
 	PidStart uint64
+}
+
+// Overlay is the read-only part of the container's rootfs overlay, as
+// found in mountinfo when the container was created: the layers an image
+// view shows.
+type Overlay struct {
+	Lowers   []string // lower directories, uppermost first
+	DataDirs []string // data-only lower layers (overlayfs datadir+)
+	Options  []string // the overlay's mount options (metacopy=on is kept)
+	// UserXattr says the overlay keeps its metadata in user.overlay.*
+	// extended attributes (mounted with userxattr).
+	UserXattr bool
+}
+
+// State is what Prepare did for one view, step by step, for Release to
+// undo. The caller sets Kind and Source and stores the State whenever
+// Prepare or Release calls save (the hooks keep it in the container's
+// state record: docs/failure-behaviour.md); Mounted flags record progress,
+// so that a release after a partial prepare undoes exactly what was done.
+type State struct {
+	Kind Kind
+	// Source is the dir: or file: source as asked, then its real path on
+	// the host once it is opened (Release checks a loop device's backing
+	// file against it).
+	Source string
+	// Mountpoint is the view's mountpoint on the host, recorded before it
+	// is created; "" once it is removed.
+	Mountpoint string
+	// LoopDevice is the file: view's loop device, recorded before it is
+	// configured; "" once it is detached.
+	LoopDevice string
+	Binds      []BindState
+	Mounted    bool // the view is mounted on Mountpoint
+}
+
+// BindState is one bind of a view as made: Request's Bind, the mountpoint
+// stubs created for it and whether it is mounted.
+type BindState struct {
+	Src string
+	Dst string
+	// Stubs are the components of Dst that were missing in the rootfs and
+	// were created for the bind, outermost first: directories, then the
+	// mountpoint itself. Each is recorded before it is created; release
+	// removes them deepest first, and only while they are empty.
+	Stubs []Stub
+	// LegacyStub is what state records of versions before Stubs hold: the
+	// outermost component created, "" if none; the components below it down
+	// to Dst were created too, of unknown kind. Release still removes them;
+	// Prepare never sets it.
+	LegacyStub string
+	Mounted    bool
+}
+
+// Stub is one mountpoint component created in a container's rootfs.
+type Stub struct {
+	// Path is the component's container path, symbolic links resolved.
+	Path string
+	// Dir says it was created a directory, else an empty regular file.
+	Dir bool
+}
+
+// Pending reports whether s records anything still to undo: a mount, a
+// mountpoint, a loop device, a bind or a stub.
+func (s *State) Pending() bool {
+	if s.Mounted || s.Mountpoint != "" || s.LoopDevice != "" {
+		return true
+	}
+	for _, b := range s.Binds {
+		if b.Mounted || b.LegacyStub != "" || len(b.Stubs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // BindError is the error of one bind: Side says whether the source ("src")
@@ -148,7 +222,7 @@ type ReleaseOptions struct {
 }
 
 func (r *Request) validate() error {
-	if err := statefile.ValidateID(r.ID); err != nil {
+	if err := containerid.Validate(r.ID); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(r.Dir) {

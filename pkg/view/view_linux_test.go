@@ -18,7 +18,7 @@ import (
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/mountns"
 	"github.com/ocisnap/ocisnap/pkg/policy"
-	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 // fixture is a container as a createRuntime hook sees it: an overlay
@@ -34,7 +34,7 @@ type fixture struct {
 	pidStart              uint64
 	cmd                   *exec.Cmd
 	saved                 []string // JSON of the view at each save
-	st                    statefile.View
+	st                    State
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -77,7 +77,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.pid = f.cmd.Process.Pid
-	start, err := statefile.ProcessStartTime(f.pid)
+	start, err := procstat.StartTime(f.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,13 +107,13 @@ func (f *fixture) request(kind Kind, source string, binds ...Bind) *Request {
 	return &Request{
 		ID: "c1", Dir: f.views, Kind: kind, Source: source,
 		Policy:  &policy.Policy{ViewDirs: []string{f.allow}},
-		Overlay: &statefile.Overlay{Lowers: f.lowers, Upper: f.upper},
+		Overlay: &Overlay{Lowers: f.lowers},
 		Binds:   binds, Rootfs: f.rootfs, Pid: f.pid, PidStart: f.pidStart,
 	}
 }
 
 func (f *fixture) prepare(req *Request) error {
-	f.st = statefile.View{Kind: string(req.Kind), Source: req.Source}
+	f.st = State{Kind: req.Kind, Source: req.Source}
 	f.saved = nil
 	return Prepare(context.Background(), req, &f.st, f.save)
 }
@@ -151,7 +151,7 @@ func (f *fixture) checkClean(image string, stubs ...string) {
 		f.t.Errorf("state records a view left: %+v", f.st)
 	}
 	for _, b := range f.st.Binds {
-		if b.Mounted || b.Stub != "" || len(b.Stubs) > 0 {
+		if b.Mounted || b.LegacyStub != "" || len(b.Stubs) > 0 {
 			f.t.Errorf("state records a bind left: %+v", b)
 		}
 	}
@@ -172,13 +172,13 @@ func TestImageView(t *testing.T) {
 	if !f.st.Mounted || f.st.Mountpoint != mp || len(f.st.Binds) != 4 {
 		t.Fatalf("state after prepare: %+v", f.st)
 	}
-	for i, want := range [][]statefile.Stub{
+	for i, want := range [][]Stub{
 		{{Path: "/run/boot", Dir: true}, {Path: "/run/boot/vmlinuz"}},
 		{{Path: "/run/boot/initrd.img"}}, // symlinks resolved
 		nil,
 		{{Path: "/mnt", Dir: true}, {Path: "/mnt/view", Dir: true}},
 	} {
-		if b := f.st.Binds[i]; !b.Mounted || b.Stub != "" || fmt.Sprint(b.Stubs) != fmt.Sprint(want) {
+		if b := f.st.Binds[i]; !b.Mounted || b.LegacyStub != "" || fmt.Sprint(b.Stubs) != fmt.Sprint(want) {
 			t.Errorf("bind %d: %+v, want mounted with stubs %v", i, b, want)
 		}
 	}
@@ -275,7 +275,7 @@ func TestReleaseAfterCrash(t *testing.T) {
 	f.stop()
 	// Every intermediate state, from the last to the first.
 	for i := len(f.saved) - 1; i >= 0; i-- {
-		var st statefile.View
+		var st State
 		if err := json.Unmarshal([]byte(f.saved[i]), &st); err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestReleaseAfterCrash(t *testing.T) {
 			t.Fatalf("release of state %d (%s): %v", i, f.saved[i], err)
 		}
 	}
-	f.st = statefile.View{}
+	f.st = State{}
 	f.checkClean("", "a", "c")
 }
 

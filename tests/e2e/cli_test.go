@@ -24,6 +24,7 @@ import (
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/cgroupfreeze"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -671,7 +672,7 @@ func TestCLIGC(t *testing.T) {
 	must(t, dead.Run())
 	must(t, sd.Write(&statefile.Record{ID: "dead", Pid: dead.Process.Pid, PidStart: 1, Created: time.Now()}))
 	// A live one: this test's process.
-	start, err := statefile.ProcessStartTime(os.Getpid())
+	start, err := procstat.StartTime(os.Getpid())
 	must(t, err)
 	must(t, sd.Write(&statefile.Record{ID: "live", Pid: os.Getpid(), PidStart: start, Created: time.Now()}))
 	// A temporary file of an export that died (nobody holds its lock).

@@ -1,4 +1,4 @@
-package statefile
+package procstat
 
 import (
 	"os"
@@ -20,7 +20,7 @@ func statLine(comm, state string, start string) []byte {
 		" 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 " + start + " 999 888 777\n")
 }
 
-func TestParseStat(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		name  string
 		data  []byte
@@ -38,18 +38,19 @@ func TestParseStat(t *testing.T) {
 		{name: "truncated", data: []byte("1234 (sleep) S 1 2 3 4 5"), bad: true},
 		{name: "non-numeric start", data: statLine("sleep", "S", "x"), bad: true},
 		{name: "negative start", data: statLine("sleep", "S", "-1"), bad: true},
+		{name: "non-numeric ppid", data: []byte("1234 (sleep) S x 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 1 2"), bad: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := parseStat(tt.data)
+			st, err := Parse(tt.data)
 			if tt.bad {
 				if err == nil {
 					t.Fatalf("parsed %+v, want an error", st)
 				}
 				return
 			}
-			if err != nil || st.start != tt.start || st.state != tt.state {
-				t.Fatalf("parseStat = %+v, %v; want start %d state %c", st, err, tt.start, tt.state)
+			if err != nil || st.Start != tt.start || st.State != tt.state || st.PPid != 1 {
+				t.Fatalf("Parse = %+v, %v; want start %d state %c ppid 1", st, err, tt.start, tt.state)
 			}
 		})
 	}
@@ -86,14 +87,14 @@ func startHostile(t *testing.T) *exec.Cmd {
 	}
 }
 
-func TestProcessStartTime(t *testing.T) {
-	self, err := ProcessStartTime(os.Getpid())
+func TestStartTime(t *testing.T) {
+	self, err := StartTime(os.Getpid())
 	if err != nil || self == 0 {
-		t.Fatalf("ProcessStartTime(self) = %d, %v", self, err)
+		t.Fatalf("StartTime(self) = %d, %v", self, err)
 	}
 	cmd := startHostile(t)
 	pid := cmd.Process.Pid
-	child, err := ProcessStartTime(pid)
+	child, err := StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +105,34 @@ func TestProcessStartTime(t *testing.T) {
 		t.Error("running child not alive")
 	}
 	for _, pid := range []int{0, -1} {
-		if _, err := ProcessStartTime(pid); err == nil {
-			t.Errorf("ProcessStartTime(%d) succeeded", pid)
+		if _, err := StartTime(pid); err == nil {
+			t.Errorf("StartTime(%d) succeeded", pid)
 		}
 	}
 }
 
+// TestReadSelf: the one parser gives this process's parent (the ppid a
+// createContainer hook records) and its start time.
+func TestReadSelf(t *testing.T) {
+	self, err := ReadSelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := StartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.PPid != os.Getppid() || self.Start != start || !self.Running() {
+		t.Errorf("ReadSelf = %+v; want ppid %d, start %d, running", self, os.Getppid(), start)
+	}
+	parent, err := Read(self.PPid)
+	if err != nil || parent.Start > self.Start {
+		t.Errorf("parent %d: %+v, %v; want started before this process (%d)", self.PPid, parent, err, self.Start)
+	}
+}
+
 func TestAlive(t *testing.T) {
-	self, err := ProcessStartTime(os.Getpid())
+	self, err := StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +152,7 @@ func TestAlive(t *testing.T) {
 	// A zombie (killed, not reaped) has exited: not alive.
 	cmd := startHostile(t)
 	pid := cmd.Process.Pid
-	start, err := ProcessStartTime(pid)
+	start, err := StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
