@@ -73,10 +73,13 @@ func FuzzParseRequest(f *testing.F) {
 			return v, ok
 		}
 		if req.restore != "" {
-			if v, _ := lookup(req.restoreKey); v != req.restore {
+			if v := ann[req.restoreKey]; v != req.restore {
 				t.Fatalf("restore %q from %s, whose value is %q", req.restore, req.restoreKey, v)
 			}
-			if req.restoreKey == KeyGVisorRestore && !gvisor {
+			if want, _ := lookup(strings.TrimSuffix(req.restoreKey, "."+c.Name)); want != req.restore {
+				t.Fatalf("restore %q from %s, but the container's value is %q", req.restore, req.restoreKey, want)
+			}
+			if strings.HasPrefix(req.restoreKey, KeyGVisorRestore) && !gvisor {
 				t.Fatalf("gVisor's annotation honoured without --gvisor-compat")
 			}
 			if _, err := location.ParseSource(req.restore, &cfg.Policy); err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -47,17 +48,25 @@ func container(ann map[string]string) *ocistate.Container {
 	return c
 }
 
+// TestParseRequest: what the annotations ask, and for each refused one an
+// *AnnotationError naming the key as written (per-container suffix
+// included) with the sentinel for what is wrong.
 func TestParseRequest(t *testing.T) {
 	gv := DefaultConfig()
 	gv.Policy.GVisorCompat = true
 	def := DefaultConfig()
+	app := func(ann map[string]string) map[string]string {
+		ann["io.kubernetes.container.name"] = "app"
+		return ann
+	}
 	for _, c := range []struct {
 		name    string
 		ann     map[string]string
 		cfg     *Config
 		restore string
 		export  *exportRequest
-		err     string
+		errKey  string  // the key the error names; "" when none is expected
+		errIs   []error // what errors.Is finds in it
 	}{
 		{name: "nothing", ann: map[string]string{"other": "x"}},
 		{name: "restore", ann: map[string]string{KeyRestore: "/var/lib/ocisnap/a.tar"}, restore: "/var/lib/ocisnap/a.tar"},
@@ -68,15 +77,29 @@ func TestParseRequest(t *testing.T) {
 			export: &exportRequest{dest: "/e", format: layer.FormatOverlay, compression: layer.CompressionNone}},
 		{name: "export-options", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "oci", KeyExportCompression: "zstd"},
 			export: &exportRequest{dest: "/e", format: layer.FormatOCI, compression: layer.CompressionZstd}},
-		{name: "per-container-wins", ann: map[string]string{"io.kubernetes.container.name": "app",
-			KeyRestore: "/plain", KeyRestore + ".app": "/mine", KeyExport + ".other": "/theirs"}, restore: "/mine"},
-		{name: "bad-format", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "docker"}, err: KeyExportFormat},
-		{name: "bad-compression", ann: map[string]string{KeyExport: "/e", KeyExportCompression: "xz"}, err: KeyExportCompression},
-		{name: "empty-restore", ann: map[string]string{KeyRestore: ""}, err: KeyRestore},
-		{name: "bad-view", ann: map[string]string{KeyView: "http://x", KeyViewBinds: "a:/b"}, err: KeyView},
-		{name: "binds-without-view", ann: map[string]string{KeyViewBinds: "a:/b"}, err: KeyViewBinds},
-		{name: "bind-relative-dst", ann: map[string]string{KeyView: "image", KeyViewBinds: "boot/vmlinuz:run/k"}, err: "absolute"},
-		{name: "view-relative-source", ann: map[string]string{KeyView: "dir:rel", KeyViewBinds: "a:/b"}, err: "absolute"},
+		{name: "per-container-wins", ann: app(map[string]string{
+			KeyRestore: "/plain", KeyRestore + ".app": "/mine", KeyExport + ".other": "/theirs"}), restore: "/mine"},
+		{name: "bad-format", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "docker"},
+			errKey: KeyExportFormat, errIs: []error{ErrBadValue, layer.ErrUnknownFormat}},
+		{name: "bad-format-per-container", ann: app(map[string]string{KeyExport: "/e", KeyExportFormat: "oci", KeyExportFormat + ".app": "docker"}),
+			errKey: KeyExportFormat + ".app", errIs: []error{ErrBadValue, layer.ErrUnknownFormat}},
+		{name: "bad-compression", ann: map[string]string{KeyExport: "/e", KeyExportCompression: "xz"},
+			errKey: KeyExportCompression, errIs: []error{ErrBadValue, layer.ErrUnknownCompression}},
+		{name: "empty-restore", ann: map[string]string{KeyRestore: ""}, errKey: KeyRestore, errIs: []error{ErrEmptyValue}},
+		{name: "empty-restore-per-container", ann: app(map[string]string{KeyRestore: "/plain", KeyRestore + ".app": ""}),
+			errKey: KeyRestore + ".app", errIs: []error{ErrEmptyValue}},
+		{name: "empty-gvisor", ann: map[string]string{KeyGVisorRestore: ""}, cfg: &gv, errKey: KeyGVisorRestore, errIs: []error{ErrEmptyValue}},
+		{name: "empty-export", ann: map[string]string{KeyExport: ""}, errKey: KeyExport, errIs: []error{ErrEmptyValue}},
+		{name: "bad-view", ann: map[string]string{KeyView: "http://x", KeyViewBinds: "a:/b"}, errKey: KeyView, errIs: []error{ErrBadValue}},
+		{name: "view-nothing-to-show", ann: map[string]string{KeyView: "image"}, errKey: KeyView, errIs: []error{ErrMissingKey}},
+		{name: "binds-without-view", ann: map[string]string{KeyViewBinds: "a:/b"}, errKey: KeyViewBinds, errIs: []error{ErrMissingKey}},
+		{name: "mount-without-view", ann: map[string]string{KeyViewMount: "/mnt"}, errKey: KeyViewMount, errIs: []error{ErrMissingKey}},
+		{name: "bind-relative-dst", ann: map[string]string{KeyView: "image", KeyViewBinds: "boot/vmlinuz:run/k"},
+			errKey: KeyViewBinds, errIs: []error{ErrBadValue}},
+		{name: "bind-no-colon", ann: map[string]string{KeyView: "image", KeyViewBinds: "boot/vmlinuz"},
+			errKey: KeyViewBinds, errIs: []error{ErrBadValue}},
+		{name: "view-relative-source", ann: map[string]string{KeyView: "dir:rel", KeyViewBinds: "a:/b"}, errKey: KeyView, errIs: []error{ErrBadValue}},
+		{name: "view-mount-root", ann: map[string]string{KeyView: "image", KeyViewMount: "/"}, errKey: KeyViewMount, errIs: []error{ErrBadValue}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
@@ -84,9 +107,21 @@ func TestParseRequest(t *testing.T) {
 				cfg = &def
 			}
 			req, err := parseRequest(container(c.ann), cfg)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err = %v, want one naming %q", err, c.err)
+			if c.errKey != "" {
+				var ae *AnnotationError
+				if !errors.As(err, &ae) {
+					t.Fatalf("err = %v, want an *AnnotationError", err)
+				}
+				if ae.Key != c.errKey || ae.Value != c.ann[c.errKey] {
+					t.Errorf("error names %s=%q, want %s=%q: %v", ae.Key, ae.Value, c.errKey, c.ann[c.errKey], err)
+				}
+				for _, want := range c.errIs {
+					if !errors.Is(err, want) {
+						t.Errorf("err = %v, want one wrapping %v", err, want)
+					}
+				}
+				if !strings.HasPrefix(err.Error(), c.errKey) {
+					t.Errorf("message %q does not start with the key", err)
 				}
 				return
 			}
