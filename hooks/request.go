@@ -3,7 +3,9 @@ package hooks
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
@@ -27,6 +29,14 @@ const (
 	keyPrefix = "io.ocisnap."
 )
 
+// knownKeys are the io.ocisnap.* keys the hook acts on, and plannedKeys
+// those specified but not implemented yet (docs/annotations.md, "Keys" and
+// "Planned"): any other io.ocisnap.* key is refused (checkKeys).
+var (
+	knownKeys   = []string{KeyRestore, KeyExport, KeyExportFormat, KeyExportCompression, KeyView, KeyViewBinds, KeyViewMount}
+	plannedKeys = []string{"io.ocisnap.persist", "io.ocisnap.export-exclude"}
+)
+
 // What is wrong with an annotation, for callers to test with errors.Is.
 // Each comes inside an *AnnotationError naming the annotation.
 var (
@@ -36,6 +46,12 @@ var (
 	ErrBadValue = errors.New("hooks: invalid annotation value")
 	// ErrMissingKey: the key needs another key, which is not set.
 	ErrMissingKey = errors.New("hooks: annotation needs another annotation")
+	// ErrUnknownKey: an io.ocisnap.* key that is none of the known keys nor
+	// one's per-container form (a typo, most likely).
+	ErrUnknownKey = errors.New("hooks: unknown annotation")
+	// ErrUnsupportedKey: a key that is specified but not implemented by
+	// this version.
+	ErrUnsupportedKey = errors.New("hooks: annotation not supported yet")
 )
 
 // AnnotationError is the error for an annotation the hook refuses: Key as
@@ -81,6 +97,9 @@ func (r *request) empty() bool { return r.restore == "" && r.export == nil && r.
 // parseRequest reads and validates the annotations. It touches no file.
 // Every error is an *AnnotationError.
 func parseRequest(c *ocistate.Container, cfg *Config) (*request, error) {
+	if err := checkKeys(c.Annotations()); err != nil {
+		return nil, err
+	}
 	req := &request{}
 	key, v, ok := c.AnnotationKey(KeyRestore)
 	if !ok && cfg.Policy.GVisorCompat {
@@ -179,4 +198,86 @@ func ParseBinds(s string) ([]viewBind, error) {
 		out = append(out, viewBind{src: src, dst: filepath.Clean(dst)})
 	}
 	return out, nil
+}
+
+// checkKeys refuses every io.ocisnap.* key that is not a known key or the
+// per-container form "<key>.<container-name>" of one (for any container
+// name: in a pod, the keys of the other containers are there too). Nothing
+// the container's creator wrote is silently ignored: a typo fails the start,
+// naming the key and the closest known one. The errors, one per key in key
+// order, are *AnnotationError.
+func checkKeys(ann map[string]string) error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		rest, ok := strings.CutPrefix(k, keyPrefix)
+		if !ok {
+			continue
+		}
+		// Option keys use hyphens, never dots: what follows the first dot
+		// is a container name.
+		name, suffix, perContainer := strings.Cut(rest, ".")
+		base := keyPrefix + name
+		valid := !perContainer || suffix != ""
+		switch {
+		case valid && slices.Contains(knownKeys, base):
+		case valid && slices.Contains(plannedKeys, base):
+			errs = append(errs, annotationErr(k, ann[k], ErrUnsupportedKey,
+				"not supported by this version of ocisnap (planned; see docs/annotations.md)"))
+		default:
+			want := closestKey(name)
+			if perContainer && suffix != "" {
+				want += "." + suffix
+			}
+			errs = append(errs, annotationErr(k, ann[k], ErrUnknownKey, "unknown annotation; did you mean %s?", want))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maxSuggestLen bounds the part of an unknown key compared with the known
+// ones: far longer than any of them.
+const maxSuggestLen = 64
+
+// closestKey returns the known or planned key whose name (after
+// "io.ocisnap.") is the fewest edits away from name, the first in table
+// order on a tie.
+func closestKey(name string) string {
+	if len(name) > maxSuggestLen {
+		name = name[:maxSuggestLen] // the key is the container creator's: bound the work
+	}
+	best, bestD := "", -1
+	for _, k := range slices.Concat(knownKeys, plannedKeys) {
+		if d := editDistance(name, strings.TrimPrefix(k, keyPrefix)); bestD < 0 || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance of a and b, in
+// bytes: insertions, deletions, substitutions and transpositions of two
+// adjacent bytes (the usual typos: "restor", "exprot") count one each.
+func editDistance(a, b string) int {
+	// d[i][j] is the distance of a[:i] and b[:j].
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }

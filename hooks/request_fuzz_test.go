@@ -3,6 +3,7 @@ package hooks
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,7 +23,8 @@ func fuzzAnnotations(text string) map[string]string {
 
 // FuzzParseRequest: the annotations are the container creator's. Whatever
 // they hold, parseRequest never panics; what it accepts is what the keys
-// say (the per-container key winning for the container's own name), and a
+// say (the per-container key winning for the container's own name), every
+// io.ocisnap.* key it accepts is a known one or its per-container form, and a
 // restore source or export destination the policy then accepts is a path
 // strictly inside the allowed directory.
 func FuzzParseRequest(f *testing.F) {
@@ -46,6 +48,10 @@ func FuzzParseRequest(f *testing.F) {
 		KeyView + "=file:relative\n" + KeyViewBinds + "=a:/b",
 		KeyView + "=image\n" + KeyViewBinds + "=a:b:/c,,:/",
 		KeyViewBinds + "=a:/b",
+		"io.ocisnap.restor=/var/lib/ocisnap/a.tar",
+		"io.ocisnap.restore.=/var/lib/ocisnap/a.tar",
+		"io.ocisnap.export.web=/var/lib/ocisnap/a.tar\nio.ocisnap.exprot-format.web=oci",
+		"io.ocisnap.persist=/var/lib/ocisnap/p.tar",
 	} {
 		testutil.AddSeed(f, fmt.Sprintf("%02d", i), s, false)
 		testutil.AddSeed(f, fmt.Sprintf("%02d-gvisor", i), s, true)
@@ -62,6 +68,14 @@ func FuzzParseRequest(f *testing.F) {
 		req, err := parseRequest(c, &cfg)
 		if err != nil {
 			return
+		}
+		for k := range ann {
+			if rest, ok := strings.CutPrefix(k, keyPrefix); ok {
+				name, suffix, dot := strings.Cut(rest, ".")
+				if !slices.Contains(knownKeys, keyPrefix+name) || dot && suffix == "" {
+					t.Fatalf("accepted with the unknown key %q", k)
+				}
+			}
 		}
 		lookup := func(key string) (string, bool) {
 			if c.Name != "" {

@@ -67,6 +67,7 @@ func TestParseRequest(t *testing.T) {
 		export  *exportRequest
 		errKey  string  // the key the error names; "" when none is expected
 		errIs   []error // what errors.Is finds in it
+		errMsg  string  // the whole message, when set
 	}{
 		{name: "nothing", ann: map[string]string{"other": "x"}},
 		{name: "restore", ann: map[string]string{KeyRestore: "/var/lib/ocisnap/a.tar"}, restore: "/var/lib/ocisnap/a.tar"},
@@ -100,6 +101,34 @@ func TestParseRequest(t *testing.T) {
 			errKey: KeyViewBinds, errIs: []error{ErrBadValue}},
 		{name: "view-relative-source", ann: map[string]string{KeyView: "dir:rel", KeyViewBinds: "a:/b"}, errKey: KeyView, errIs: []error{ErrBadValue}},
 		{name: "view-mount-root", ann: map[string]string{KeyView: "image", KeyViewMount: "/"}, errKey: KeyViewMount, errIs: []error{ErrBadValue}},
+		// Unknown keys: every io.ocisnap.* key is a known one or its
+		// per-container form, for any container name.
+		{name: "per-container-other-name", ann: app(map[string]string{KeyRestore + ".web": "/w", KeyView + ".db": "image",
+			KeyViewBinds + ".db": "a:/b", KeyExportFormat + ".a.b": "oci"})},
+		{name: "typo", ann: map[string]string{"io.ocisnap.restor": "/var/lib/ocisnap/a.tar"},
+			errKey: "io.ocisnap.restor", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.restor=/var/lib/ocisnap/a.tar: unknown annotation; did you mean io.ocisnap.restore?"},
+		{name: "typo-transposed", ann: map[string]string{KeyExport: "/e", "io.ocisnap.export-fromat": "oci"},
+			errKey: "io.ocisnap.export-fromat", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.export-fromat=oci: unknown annotation; did you mean io.ocisnap.export-format?"},
+		{name: "typo-per-container", ann: app(map[string]string{"io.ocisnap.exprot.web": "/e"}),
+			errKey: "io.ocisnap.exprot.web", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.exprot.web=/e: unknown annotation; did you mean io.ocisnap.export.web?"},
+		{name: "typo-binds", ann: map[string]string{KeyView: "image", "io.ocisnap.view-bind": "a:/b"},
+			errKey: "io.ocisnap.view-bind", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.view-bind=a:/b: unknown annotation; did you mean io.ocisnap.view-binds?"},
+		{name: "typo-case", ann: map[string]string{"io.ocisnap.Restore": "/x"}, errKey: "io.ocisnap.Restore", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.Restore=/x: unknown annotation; did you mean io.ocisnap.restore?"},
+		{name: "empty-container-name", ann: map[string]string{KeyRestore + ".": "/x"}, errKey: KeyRestore + ".", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.restore.=/x: unknown annotation; did you mean io.ocisnap.restore?"},
+		{name: "bare-prefix", ann: map[string]string{"io.ocisnap.": "x"}, errKey: "io.ocisnap.", errIs: []error{ErrUnknownKey}},
+		{name: "typo-empty-value", ann: map[string]string{"io.ocisnap.exportt": ""}, errKey: "io.ocisnap.exportt", errIs: []error{ErrUnknownKey},
+			errMsg: "io.ocisnap.exportt: unknown annotation; did you mean io.ocisnap.export?"},
+		{name: "planned", ann: map[string]string{"io.ocisnap.persist": "/p"}, errKey: "io.ocisnap.persist", errIs: []error{ErrUnsupportedKey}},
+		{name: "planned-per-container", ann: app(map[string]string{"io.ocisnap.export-exclude.app": "/tmp"}),
+			errKey: "io.ocisnap.export-exclude.app", errIs: []error{ErrUnsupportedKey}},
+		{name: "typo-beside-valid", ann: map[string]string{KeyRestore: "/r", "io.ocisnap.exporr": "/e"},
+			errKey: "io.ocisnap.exporr", errIs: []error{ErrUnknownKey}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
@@ -123,6 +152,9 @@ func TestParseRequest(t *testing.T) {
 				if !strings.HasPrefix(err.Error(), c.errKey) {
 					t.Errorf("message %q does not start with the key", err)
 				}
+				if c.errMsg != "" && err.Error() != c.errMsg {
+					t.Errorf("message %q, want %q", err, c.errMsg)
+				}
 				return
 			}
 			if err != nil {
@@ -135,6 +167,42 @@ func TestParseRequest(t *testing.T) {
 				t.Errorf("export = %+v, want %+v", req.export, c.export)
 			}
 		})
+	}
+}
+
+// TestCheckKeysAll: every unknown key is named, in key order, and the first
+// is what errors.As finds.
+func TestCheckKeysAll(t *testing.T) {
+	err := checkKeys(map[string]string{"io.ocisnap.zz": "1", KeyRestore: "/r", "io.ocisnap.aa": "2", "other.key": "3"})
+	var ae *AnnotationError
+	if !errors.As(err, &ae) || ae.Key != "io.ocisnap.aa" {
+		t.Fatalf("err = %v, want the first unknown key io.ocisnap.aa", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "io.ocisnap.aa=2: ") || !strings.HasPrefix(lines[1], "io.ocisnap.zz=1: ") {
+		t.Errorf("err = %q, want both unknown keys, in order", err)
+	}
+	long := "io.ocisnap." + strings.Repeat("x", 1<<20)
+	if err := checkKeys(map[string]string{long: ""}); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("a 1 MiB key: %v", err)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"restore", "restore", 0}, {"restor", "restore", 1}, {"", "view", 4},
+		{"exprot", "export", 1}, {"export-fromat", "export-format", 1}, {"viwe", "view", 1},
+		{"view-bind", "view-binds", 1}, {"abc", "xyz", 3}, {"ca", "abc", 3},
+	} {
+		if got := editDistance(c.a, c.b); got != c.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+		if got := editDistance(c.b, c.a); got != c.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", c.b, c.a, got, c.want)
+		}
 	}
 }
 
@@ -157,7 +225,9 @@ func TestNothingAskedTouchesNothing(t *testing.T) {
 }
 
 // TestShippedHooksJSON: the shipped hooks.d files load with the library
-// CRI-O and Podman use, and match exactly the intended annotations.
+// CRI-O and Podman use, and match exactly the intended annotations: the
+// main one every io.ocisnap.* key, whatever its value (a typo or an empty
+// value must reach the hook, which refuses it), and nothing else.
 func TestShippedHooksJSON(t *testing.T) {
 	for _, c := range []struct {
 		file   string
@@ -168,10 +238,17 @@ func TestShippedHooksJSON(t *testing.T) {
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: "/x"}, true, []string{"createRuntime", "poststop"}},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExport + ".app": "/x"}, true, nil},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyView: "image"}, true, nil},
-		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExportFormat: "oci"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExportFormat: "oci"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyViewBinds: "a:/b"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyViewMount + ".app": "/m"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnap.restor": "/x"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnap.export-fromat.a.b": "oci"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: ""}, true, nil},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{"xio.ocisnap.restore": "/x"}, false, nil},
-		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: ""}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnapx.restore": "/x"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnap": "/x"}, false, nil},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyGVisorRestore: "/x"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"other": "io.ocisnap.restore"}, false, nil},
 		{"../oci-hooks.d/examples/ocisnap-gvisor.json", map[string]string{KeyGVisorRestore: "/x"}, true, []string{"createRuntime"}},
 		{"../oci-hooks.d/examples/ocisnap-gvisor.json", map[string]string{KeyGVisorRestore + ".app": "/x"}, true, nil},
 	} {
@@ -199,6 +276,27 @@ func TestShippedHooksJSON(t *testing.T) {
 		if m != c.match {
 			t.Errorf("%s with %v: match=%v, want %v", c.file, c.ann, m, c.match)
 		}
+	}
+}
+
+// TestManPageHooksJSON: the hooks.d file that ocisnap-hook(8) shows is the
+// shipped one, byte for byte.
+func TestManPageHooksJSON(t *testing.T) {
+	page, err := os.ReadFile("../docs/ocisnap-hook.8.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := os.ReadFile("../oci-hooks.d/ocisnap.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(page), "*/usr/share/containers/oci/hooks.d/ocisnap.json*:\n\n```\n")
+	example, _, closed := strings.Cut(after, "```\n")
+	if !ok || !closed {
+		t.Fatal("ocisnap-hook.8.md: no example of the shipped hooks.d file after its path")
+	}
+	if example != string(shipped) {
+		t.Errorf("ocisnap-hook.8.md shows\n%s\nthe shipped oci-hooks.d/ocisnap.json is\n%s", example, shipped)
 	}
 }
 
