@@ -183,11 +183,11 @@ func parseViewRequest(c *ocistate.Container) (*viewRequest, error) {
 	return req, nil
 }
 
-// ParseBinds parses "<src>:<dst>[,<src>:<dst>...]": src a path inside the
-// view, dst an absolute path inside the container.
+// ParseBinds parses "<src>:<dst>[;<src>:<dst>...]" (or with ","): src a
+// path inside the view, dst an absolute path inside the container.
 func ParseBinds(s string) ([]viewBind, error) {
 	var out []viewBind
-	for _, item := range strings.Split(s, ",") {
+	for _, item := range splitList(s) {
 		src, dst, ok := strings.Cut(item, ":")
 		if !ok || src == "" || dst == "" {
 			return nil, fmt.Errorf("bind %q: want <src>:<dst>", item)
@@ -280,4 +280,11 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[len(a)][len(b)]
+}
+
+// splitList splits a list value at each ";" and each "," (docs/annotations.md:
+// podman splits an --annotation at commas, so ";" needs no quoting). Empty
+// items are kept, for the caller to refuse.
+func splitList(s string) []string {
+	return strings.Split(strings.ReplaceAll(s, ";", ","), ",")
 }

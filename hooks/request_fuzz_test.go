@@ -146,12 +146,13 @@ func checkBinds(t *testing.T, binds []viewBind) {
 	}
 }
 
-// FuzzParseBinds: "<src>:<dst>[,...]" from an annotation. ParseBinds never
-// panics; it accepts one bind per comma-separated item, each with a
+// FuzzParseBinds: "<src>:<dst>[;...]" from an annotation. ParseBinds never
+// panics; it accepts one bind per item separated by ";" or ",", each with a
 // non-empty source and a clean absolute destination other than "/".
 func FuzzParseBinds(f *testing.F) {
 	for i, s := range []string{"boot/vmlinuz:/run/k", "a:/b,c:/d", "/:/mnt/all", "a:/", "a:b", ":/b", "a:",
-		"a:/b/../..", "a:/b/../../etc", "a:b:/c", ",", "a:/b,", "../../etc/shadow:/x", "a:/\x00"} {
+		"a:/b/../..", "a:/b/../../etc", "a:b:/c", ",", "a:/b,", "../../etc/shadow:/x", "a:/\x00",
+		"a:/b;c:/d", "a:/b;c:/d,e:/f", ";", "a:/b;", ";a:/b", "a;b:/c"} {
 		testutil.AddSeed(f, fmt.Sprintf("%02d", i), s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -159,7 +160,7 @@ func FuzzParseBinds(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(binds) != strings.Count(s, ",")+1 {
+		if len(binds) != strings.Count(s, ",")+strings.Count(s, ";")+1 {
 			t.Fatalf("%d binds from %q", len(binds), s)
 		}
 		checkBinds(t, binds)

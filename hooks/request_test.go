@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,5 +175,44 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(c.b, c.a); got != c.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", c.b, c.a, got, c.want)
 		}
+	}
+}
+
+// TestParseBinds: list items are separated by ";" or "," (podman splits an
+// --annotation at commas, so ";" needs no quoting); an empty item is
+// refused, not skipped.
+func TestParseBinds(t *testing.T) {
+	two := []viewBind{{"boot/vmlinuz", "/run/k"}, {"boot/initrd", "/run/i"}}
+	for _, c := range []struct {
+		in   string
+		want []viewBind // nil: refused
+	}{
+		{"boot/vmlinuz:/run/k;boot/initrd:/run/i", two},
+		{"boot/vmlinuz:/run/k,boot/initrd:/run/i", two},
+		{"boot/vmlinuz:/run/k;boot/initrd:/run/i/,a:/x", append(append([]viewBind{}, two...), viewBind{"a", "/x"})},
+		{"a:/b", []viewBind{{"a", "/b"}}},
+		{"a:/b;", nil},
+		{";a:/b", nil},
+		{"a:/b;;c:/d", nil},
+		{";", nil},
+		{"", nil},
+		{"a;b:/c", nil},
+	} {
+		got, err := ParseBinds(c.in)
+		if c.want == nil {
+			if err == nil {
+				t.Errorf("ParseBinds(%q) = %v, want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("ParseBinds(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	// Through the annotation: the whole value is named.
+	_, err := parseRequest(container(map[string]string{KeyView: "image", KeyViewBinds: "a:/b;"}), new(DefaultConfig()))
+	var ae *AnnotationError
+	if !errors.As(err, &ae) || ae.Key != KeyViewBinds || ae.Value != "a:/b;" || !errors.Is(err, ErrBadValue) {
+		t.Errorf("err = %v, want %s=a:/b; refused", err, KeyViewBinds)
 	}
 }
