@@ -139,8 +139,8 @@ func TestCommit(t *testing.T) {
 		if err := pend.Abort(); err != nil {
 			t.Errorf("Abort after Commit: %v", err)
 		}
-		if _, err := pend.Write([]byte("x")); err == nil {
-			t.Error("Write after Commit succeeded")
+		if _, err := pend.Write([]byte("x")); !errors.Is(err, os.ErrClosed) {
+			t.Errorf("Write after Commit = %v, want os.ErrClosed", err)
 		}
 		assertContent(t, dest, content)
 	}
