@@ -72,8 +72,11 @@ test: deps build
 	@# bench's own, tighter limit.
 	$(MAKE) bench-quick BENCH_QUICK_MAX_RATIO=$(TEST_BENCH_MAX_RATIO)
 
+# The unit tests: under -short nothing drives podman or runc (tests/e2e
+# skips whole, and so does every test that needs an engine:
+# testutil.SkipIfShort).
 unit:
-	$(GO) test -count=1 -short ./pkg/... ./hooks/... ./internal/...
+	$(GO) test -count=1 -short ./...
 
 e2e: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./tests/e2e/...

@@ -142,16 +142,18 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 		return err
 	}
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
-	return WriteSnapshot(ctx, sink, rec.Overlay.Upper, opts...)
-}
-
-// WriteSnapshot writes the upper dir as a snapshot into sink, committing
-// only a complete snapshot. Shared by the hook and the CLI.
-func WriteSnapshot(ctx context.Context, sink location.Sink, upper string, opts ...layer.WriteOpt) error {
 	p, err := sink.Create(ctx)
 	if err != nil {
 		return err
 	}
+	return WriteSnapshot(ctx, p, rec.Overlay.Upper, opts...)
+}
+
+// WriteSnapshot writes the upper dir as a snapshot into p and commits it,
+// or aborts it on failure: only a complete snapshot is ever committed.
+// Shared by the hook and the CLI (which creates p before it freezes the
+// container, so that a bad output fails first).
+func WriteSnapshot(ctx context.Context, p location.Pending, upper string, opts ...layer.WriteOpt) error {
 	if _, err := layer.Write(ctx, p, upper, opts...); err != nil {
 		return errors.Join(err, p.Abort())
 	}

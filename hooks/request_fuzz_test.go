@@ -3,6 +3,7 @@ package hooks
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,7 +23,8 @@ func fuzzAnnotations(text string) map[string]string {
 
 // FuzzParseRequest: the annotations are the container creator's. Whatever
 // they hold, parseRequest never panics; what it accepts is what the keys
-// say (the per-container key winning for the container's own name), and a
+// say (the per-container key winning for the container's own name), every
+// io.ocisnap.* key it accepts is a known one or its per-container form, and a
 // restore source or export destination the policy then accepts is a path
 // strictly inside the allowed directory.
 func FuzzParseRequest(f *testing.F) {
@@ -46,6 +48,10 @@ func FuzzParseRequest(f *testing.F) {
 		KeyView + "=file:relative\n" + KeyViewBinds + "=a:/b",
 		KeyView + "=image\n" + KeyViewBinds + "=a:b:/c,,:/",
 		KeyViewBinds + "=a:/b",
+		"io.ocisnap.restor=/var/lib/ocisnap/a.tar",
+		"io.ocisnap.restore.=/var/lib/ocisnap/a.tar",
+		"io.ocisnap.export.web=/var/lib/ocisnap/a.tar\nio.ocisnap.exprot-format.web=oci",
+		"io.ocisnap.persist=/var/lib/ocisnap/p.tar",
 	} {
 		testutil.AddSeed(f, fmt.Sprintf("%02d", i), s, false)
 		testutil.AddSeed(f, fmt.Sprintf("%02d-gvisor", i), s, true)
@@ -63,6 +69,14 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
+		for k := range ann {
+			if rest, ok := strings.CutPrefix(k, keyPrefix); ok {
+				name, suffix, dot := strings.Cut(rest, ".")
+				if !slices.Contains(knownKeys, keyPrefix+name) || dot && suffix == "" {
+					t.Fatalf("accepted with the unknown key %q", k)
+				}
+			}
+		}
 		lookup := func(key string) (string, bool) {
 			if c.Name != "" {
 				if v, ok := ann[key+"."+c.Name]; ok {
@@ -73,10 +87,13 @@ func FuzzParseRequest(f *testing.F) {
 			return v, ok
 		}
 		if req.restore != "" {
-			if v, _ := lookup(req.restoreKey); v != req.restore {
+			if v := ann[req.restoreKey]; v != req.restore {
 				t.Fatalf("restore %q from %s, whose value is %q", req.restore, req.restoreKey, v)
 			}
-			if req.restoreKey == KeyGVisorRestore && !gvisor {
+			if want, _ := lookup(strings.TrimSuffix(req.restoreKey, "."+c.Name)); want != req.restore {
+				t.Fatalf("restore %q from %s, but the container's value is %q", req.restore, req.restoreKey, want)
+			}
+			if strings.HasPrefix(req.restoreKey, KeyGVisorRestore) && !gvisor {
 				t.Fatalf("gVisor's annotation honoured without --gvisor-compat")
 			}
 			if _, err := location.ParseSource(req.restore, &cfg.Policy); err == nil {
@@ -129,12 +146,13 @@ func checkBinds(t *testing.T, binds []viewBind) {
 	}
 }
 
-// FuzzParseBinds: "<src>:<dst>[,...]" from an annotation. ParseBinds never
-// panics; it accepts one bind per comma-separated item, each with a
+// FuzzParseBinds: "<src>:<dst>[;...]" from an annotation. ParseBinds never
+// panics; it accepts one bind per item separated by ";" or ",", each with a
 // non-empty source and a clean absolute destination other than "/".
 func FuzzParseBinds(f *testing.F) {
 	for i, s := range []string{"boot/vmlinuz:/run/k", "a:/b,c:/d", "/:/mnt/all", "a:/", "a:b", ":/b", "a:",
-		"a:/b/../..", "a:/b/../../etc", "a:b:/c", ",", "a:/b,", "../../etc/shadow:/x", "a:/\x00"} {
+		"a:/b/../..", "a:/b/../../etc", "a:b:/c", ",", "a:/b,", "../../etc/shadow:/x", "a:/\x00",
+		"a:/b;c:/d", "a:/b;c:/d,e:/f", ";", "a:/b;", ";a:/b", "a;b:/c"} {
 		testutil.AddSeed(f, fmt.Sprintf("%02d", i), s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -142,7 +160,7 @@ func FuzzParseBinds(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(binds) != strings.Count(s, ",")+1 {
+		if len(binds) != strings.Count(s, ",")+strings.Count(s, ";")+1 {
 			t.Fatalf("%d binds from %q", len(binds), s)
 		}
 		checkBinds(t, binds)

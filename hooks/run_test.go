@@ -12,9 +12,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	cihooks "go.podman.io/common/pkg/hooks"
-
-	"github.com/ocisnap/ocisnap/pkg/layer"
-	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
 func TestStageOf(t *testing.T) {
@@ -39,70 +36,6 @@ func TestStageOf(t *testing.T) {
 	}
 }
 
-func container(ann map[string]string) *ocistate.Container {
-	c := &ocistate.Container{State: &specs.State{ID: "c1", Annotations: ann}, Spec: &specs.Spec{}}
-	if n, ok := ann["io.kubernetes.container.name"]; ok {
-		c.Name = n
-	}
-	return c
-}
-
-func TestParseRequest(t *testing.T) {
-	gv := DefaultConfig()
-	gv.Policy.GVisorCompat = true
-	def := DefaultConfig()
-	for _, c := range []struct {
-		name    string
-		ann     map[string]string
-		cfg     *Config
-		restore string
-		export  *exportRequest
-		err     string
-	}{
-		{name: "nothing", ann: map[string]string{"other": "x"}},
-		{name: "restore", ann: map[string]string{KeyRestore: "/var/lib/ocisnap/a.tar"}, restore: "/var/lib/ocisnap/a.tar"},
-		{name: "gvisor-ignored-by-default", ann: map[string]string{KeyGVisorRestore: "/var/lib/ocisnap/g.tar"}},
-		{name: "gvisor-compat", ann: map[string]string{KeyGVisorRestore: "/var/lib/ocisnap/g.tar"}, cfg: &gv, restore: "/var/lib/ocisnap/g.tar"},
-		{name: "ocisnap-wins-over-gvisor", ann: map[string]string{KeyGVisorRestore: "/g", KeyRestore: "/o"}, cfg: &gv, restore: "/o"},
-		{name: "export-defaults", ann: map[string]string{KeyExport: "/e"},
-			export: &exportRequest{dest: "/e", format: layer.FormatOverlay, compression: layer.CompressionNone}},
-		{name: "export-options", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "oci", KeyExportCompression: "zstd"},
-			export: &exportRequest{dest: "/e", format: layer.FormatOCI, compression: layer.CompressionZstd}},
-		{name: "per-container-wins", ann: map[string]string{"io.kubernetes.container.name": "app",
-			KeyRestore: "/plain", KeyRestore + ".app": "/mine", KeyExport + ".other": "/theirs"}, restore: "/mine"},
-		{name: "bad-format", ann: map[string]string{KeyExport: "/e", KeyExportFormat: "docker"}, err: KeyExportFormat},
-		{name: "bad-compression", ann: map[string]string{KeyExport: "/e", KeyExportCompression: "xz"}, err: KeyExportCompression},
-		{name: "empty-restore", ann: map[string]string{KeyRestore: ""}, err: KeyRestore},
-		{name: "bad-view", ann: map[string]string{KeyView: "http://x", KeyViewBinds: "a:/b"}, err: KeyView},
-		{name: "binds-without-view", ann: map[string]string{KeyViewBinds: "a:/b"}, err: KeyViewBinds},
-		{name: "bind-relative-dst", ann: map[string]string{KeyView: "image", KeyViewBinds: "boot/vmlinuz:run/k"}, err: "absolute"},
-		{name: "view-relative-source", ann: map[string]string{KeyView: "dir:rel", KeyViewBinds: "a:/b"}, err: "absolute"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			cfg := c.cfg
-			if cfg == nil {
-				cfg = &def
-			}
-			req, err := parseRequest(container(c.ann), cfg)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err = %v, want one naming %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if req.restore != c.restore {
-				t.Errorf("restore = %q, want %q", req.restore, c.restore)
-			}
-			if (req.export == nil) != (c.export == nil) || req.export != nil && *req.export != *c.export {
-				t.Errorf("export = %+v, want %+v", req.export, c.export)
-			}
-		})
-	}
-}
-
 // TestNothingAskedTouchesNothing: with no relevant annotation the hook
 // returns at once, before it even loads config.json (the bundle here does
 // not exist).
@@ -122,7 +55,9 @@ func TestNothingAskedTouchesNothing(t *testing.T) {
 }
 
 // TestShippedHooksJSON: the shipped hooks.d files load with the library
-// CRI-O and Podman use, and match exactly the intended annotations.
+// CRI-O and Podman use, and match exactly the intended annotations: the
+// main one every io.ocisnap.* key, whatever its value (a typo or an empty
+// value must reach the hook, which refuses it), and nothing else.
 func TestShippedHooksJSON(t *testing.T) {
 	for _, c := range []struct {
 		file   string
@@ -133,10 +68,17 @@ func TestShippedHooksJSON(t *testing.T) {
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: "/x"}, true, []string{"createRuntime", "poststop"}},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExport + ".app": "/x"}, true, nil},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyView: "image"}, true, nil},
-		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExportFormat: "oci"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyExportFormat: "oci"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyViewBinds: "a:/b"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyViewMount + ".app": "/m"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnap.restor": "/x"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnap.export-fromat.a.b": "oci"}, true, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: ""}, true, nil},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{"xio.ocisnap.restore": "/x"}, false, nil},
-		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyRestore: ""}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnapx.restore": "/x"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"io.ocisnap": "/x"}, false, nil},
 		{"../oci-hooks.d/ocisnap.json", map[string]string{KeyGVisorRestore: "/x"}, false, nil},
+		{"../oci-hooks.d/ocisnap.json", map[string]string{"other": "io.ocisnap.restore"}, false, nil},
 		{"../oci-hooks.d/examples/ocisnap-gvisor.json", map[string]string{KeyGVisorRestore: "/x"}, true, []string{"createRuntime"}},
 		{"../oci-hooks.d/examples/ocisnap-gvisor.json", map[string]string{KeyGVisorRestore + ".app": "/x"}, true, nil},
 	} {
@@ -164,6 +106,27 @@ func TestShippedHooksJSON(t *testing.T) {
 		if m != c.match {
 			t.Errorf("%s with %v: match=%v, want %v", c.file, c.ann, m, c.match)
 		}
+	}
+}
+
+// TestManPageHooksJSON: the hooks.d file that ocisnap-hook(8) shows is the
+// shipped one, byte for byte.
+func TestManPageHooksJSON(t *testing.T) {
+	page, err := os.ReadFile("../docs/ocisnap-hook.8.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := os.ReadFile("../oci-hooks.d/ocisnap.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(page), "*/usr/share/containers/oci/hooks.d/ocisnap.json*:\n\n```\n")
+	example, _, closed := strings.Cut(after, "```\n")
+	if !ok || !closed {
+		t.Fatal("ocisnap-hook.8.md: no example of the shipped hooks.d file after its path")
+	}
+	if example != string(shipped) {
+		t.Errorf("ocisnap-hook.8.md shows\n%s\nthe shipped oci-hooks.d/ocisnap.json is\n%s", example, shipped)
 	}
 }
 

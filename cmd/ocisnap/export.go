@@ -137,7 +137,7 @@ func (a *app) export(ctx context.Context, o *exportOpts, args []string) error {
 		layer.WithCompression(comp),
 		layer.WithProgress(func(s layer.Stats) { bar.SetBytes(s.Bytes); bar.SetEntries(s.Entries) }),
 	)
-	out := &created{Pending: pending, name: sink.String(), beforeCommit: thaw}
+	out := &thawingPending{Pending: pending, beforeCommit: thaw}
 	done := make(chan error, 1)
 	go func() { done <- hooks.WriteSnapshot(ctx, out, src.upper, opts...) }()
 	select {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,7 +55,7 @@ func (a *app) outputSink(name string) (location.Sink, error) {
 		if progress.IsTerminal(a.stdout) {
 			return nil, usagef("refusing to write a snapshot to a terminal: redirect stdout or give -o FILE")
 		}
-		return &stdoutSink{f: a.stdout}, nil
+		return location.NewStreamSink(a.stdout, "stdout"), nil
 	}
 	abs, err := filepath.Abs(name)
 	if err != nil {
@@ -87,62 +85,25 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// stdoutSink writes a snapshot to stdout. Abort cannot take back what was
-// written: a reader sees a truncated snapshot, which every snapshot reader
-// (ocisnap's, tar's) reports.
-type stdoutSink struct{ f *os.File }
-
-func (s *stdoutSink) String() string { return "stdout" }
-
-func (s *stdoutSink) Create(ctx context.Context) (location.Pending, error) {
-	return &stdoutPending{w: bufio.NewWriterSize(s.f, 1<<20)}, nil
-}
-
-type stdoutPending struct {
-	w    *bufio.Writer
-	done bool
-}
-
-func (p *stdoutPending) Write(b []byte) (int, error) {
-	if p.done {
-		return 0, location.ErrAborted
-	}
-	return p.w.Write(b)
-}
-
-func (p *stdoutPending) Commit() error {
-	if p.done {
-		return location.ErrAborted
-	}
-	p.done = true
-	if err := p.w.Flush(); err != nil {
-		return fmt.Errorf("write stdout: %w", err)
-	}
-	return nil
-}
-
-func (p *stdoutPending) Abort() error {
-	p.done = true
-	return nil
-}
-
-// created is a Sink whose Pending was created already (so that a bad
-// output fails before anything else is done, a container frozen say).
-// beforeCommit runs first in Commit: the export thaws the container there,
-// once the layer is read and before the file is synced.
-type created struct {
+// thawingPending is a Pending whose beforeCommit runs first in Commit: the
+// export thaws the container there, once the layer is read and before the
+// file is synced. ReadFrom goes to the wrapped Pending's, so that file
+// content is still copied in the kernel (copy_file_range).
+type thawingPending struct {
 	location.Pending
-	name         string
 	beforeCommit func()
 }
 
-func (c *created) String() string { return c.name }
-
-func (c *created) Create(context.Context) (location.Pending, error) { return c, nil }
-
-func (c *created) Commit() error {
-	if c.beforeCommit != nil {
-		c.beforeCommit()
+func (p *thawingPending) Commit() error {
+	if p.beforeCommit != nil {
+		p.beforeCommit()
 	}
-	return c.Pending.Commit()
+	return p.Pending.Commit()
+}
+
+func (p *thawingPending) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := p.Pending.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(p.Pending, r)
 }

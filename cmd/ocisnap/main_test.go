@@ -215,7 +215,7 @@ func TestHooksCommand(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "ocisnap-hook")
 	os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
 	hookJSON := `{"version": "1.0.0", "hook": {"path": "` + bin + `", "args": ["ocisnap-hook", "--allow-dir", "/var/lib/ocisnap"]},
-	  "when": {"annotations": {"^io\\.ocisnap\\.(restore|export|view)(\\.[^.]+)?$": ".+"}}, "stages": ["createRuntime", "poststop"]}`
+	  "when": {"annotations": {"^io\\.ocisnap\\.": ".*"}}, "stages": ["createRuntime", "poststop"]}`
 	os.WriteFile(filepath.Join(dir, "ocisnap.json"), []byte(hookJSON), 0o644)
 	os.WriteFile(filepath.Join(dir, "README"), []byte("not a hook"), 0o644)
 

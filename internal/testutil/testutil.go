@@ -37,3 +37,14 @@ func RequireTools(t testing.TB, tools ...string) {
 		}
 	}
 }
+
+// SkipIfShort skips a test that drives a container engine or runtime
+// (podman, runc) when the tests run with -short, which is how `make unit`
+// asks for the unit tests only. It skips under CI=true too: -short is an
+// explicit request, not a missing tool; `make test` runs without it.
+func SkipIfShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: skipped, it drives %s", what)
+	}
+}

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -46,6 +47,42 @@ func TestSkipOrFail(t *testing.T) {
 				if strings.Contains(string(out), nw) {
 					t.Errorf("child output has %q:\n%s", nw, out)
 				}
+			}
+		})
+	}
+}
+
+// TestSkipIfShort runs itself as a child test binary that calls
+// SkipIfShort: with -test.short it skips, CI=true or not, and without it
+// goes on.
+func TestSkipIfShort(t *testing.T) {
+	if os.Getenv(childEnv) == "short" {
+		SkipIfShort(t, "podman")
+		t.Log("went on")
+		return
+	}
+	for _, c := range []struct {
+		short bool
+		ci    string
+		want  string
+	}{
+		{true, "true", "--- SKIP: TestSkipIfShort"},
+		{true, "", "--- SKIP: TestSkipIfShort"},
+		{false, "true", "went on"},
+	} {
+		t.Run(fmt.Sprintf("short=%v,CI=%s", c.short, c.ci), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestSkipIfShort$", "-test.v", "-test.count=1",
+				fmt.Sprintf("-test.short=%v", c.short))
+			cmd.Env = append(os.Environ(), childEnv+"=short", "CI="+c.ci)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("child exit: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Errorf("child output lacks %q:\n%s", c.want, out)
+			}
+			if c.short && (strings.Contains(string(out), "went on") || !strings.Contains(string(out), "-short: skipped, it drives podman")) {
+				t.Errorf("child did not skip with the reason:\n%s", out)
 			}
 		})
 	}

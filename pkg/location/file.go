@@ -3,17 +3,14 @@ package location
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
+	"github.com/ocisnap/ocisnap/internal/atomicfile"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 )
 
@@ -45,20 +42,11 @@ func (s *fileSink) String() string { return s.path }
 // files reaches the disk in few big writes.
 const bufSize = 1 << 20
 
-// tmpInfix and tmpRandLen shape temporary names: ".<base>.ocisnap-tmp-<hex>".
-const (
-	tmpInfix   = ".ocisnap-tmp-"
-	tmpRandLen = 16 // hex digits
-)
-
-// maxAttempts bounds the retries of Create when a temporary name is taken
-// or its file is removed by a concurrent stale-file cleaner.
-const maxAttempts = 10
-
 // Create opens (through the policy) the destination's parent, creating it
-// if missing, removes stale temporary files of earlier writers of the same
-// destination that died (see CleanStaleTemps), and creates a new temporary
-// file there, locked with an exclusive flock for as long as it is written.
+// if missing, removes stale temporary files of earlier writers that died
+// (see CleanStaleTemps), and starts an atomic replacement of the
+// destination there (package atomicfile: a temporary file, flocked for as
+// long as it is written).
 func (s *fileSink) Create(ctx context.Context) (Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -67,81 +55,19 @@ func (s *fileSink) Create(ctx context.Context) (Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	pend, err := create(dir, base, s.path)
-	if err != nil {
-		dir.Close()
-		return nil, err
-	}
-	return pend, nil
-}
-
-func create(dir *os.Root, base, dest string) (*filePending, error) {
-	dirf, err := dir.Open(".")
-	if err != nil {
-		return nil, fmt.Errorf("%q: open parent directory: %w", dest, err)
-	}
 	// Best effort: a temporary file we cannot clean is only wasted space.
 	// Every dead writer's temporary file in this directory goes, whatever
 	// its destination: live writers hold their flock and are kept.
-	cleanStale(dir, func(name string) bool { return isTempOf(name, "") })
-	for range maxAttempts {
-		name := tempName(base)
-		f, err := dir.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			dirf.Close()
-			return nil, fmt.Errorf("%q: create temporary file: %w", dest, err)
-		}
-		if err := flock(f, lockEx); err != nil {
-			f.Close()
-			dir.Remove(name)
-			dirf.Close()
-			return nil, fmt.Errorf("%q: lock temporary file: %w", dest, err)
-		}
-		// A cleaner may have locked and removed the file between our open
-		// and our flock (it took it for a dead writer's): start over.
-		if fi, err := f.Stat(); err != nil || linkCount(fi) == 0 {
-			f.Close()
-			continue
-		}
-		return &filePending{
-			dest: dest, dir: dir, dirf: dirf, base: base, tmp: name,
-			f: f, w: bufio.NewWriterSize(f, bufSize),
-		}, nil
+	atomicfile.CleanStale(dir)
+	f, err := atomicfile.Create(dir, base, 0o600)
+	if err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("%q: %w", s.path, err)
 	}
-	dirf.Close()
-	return nil, fmt.Errorf("%q: could not create a temporary file in %d attempts", dest, maxAttempts)
+	return &filePending{dest: s.path, dir: dir, f: f, w: bufio.NewWriterSize(f, bufSize)}, nil
 }
 
-func tempName(base string) string {
-	var b [tmpRandLen / 2]byte
-	rand.Read(b[:]) // never fails (crypto/rand)
-	return "." + base + tmpInfix + hex.EncodeToString(b[:])
-}
-
-// isTempOf reports whether name is a temporary file of a sink writing base
-// ("" means of any base).
-func isTempOf(name, base string) bool {
-	if !strings.HasPrefix(name, ".") || len(name) < 1+len(tmpInfix)+tmpRandLen {
-		return false
-	}
-	suffix := name[len(name)-tmpRandLen:]
-	if _, err := hex.DecodeString(suffix); err != nil || strings.ToLower(suffix) != suffix {
-		return false
-	}
-	rest, ok := strings.CutSuffix(name[:len(name)-tmpRandLen], tmpInfix)
-	if !ok {
-		return false
-	}
-	if base == "" {
-		return len(rest) > 1
-	}
-	return rest == "."+base
-}
-
-// state of a filePending.
+// state of a filePending (and a streamPending).
 const (
 	writing = iota
 	committed
@@ -151,12 +77,9 @@ const (
 
 type filePending struct {
 	mu    sync.Mutex
-	dest  string // as given, for messages
-	dir   *os.Root
-	dirf  *os.File // the same directory, for flock and fsync
-	base  string
-	tmp   string
-	f     *os.File // the temporary file, flocked while open
+	dest  string   // as given, for messages
+	dir   *os.Root // the destination's parent, open until the end
+	f     *atomicfile.File
 	w     *bufio.Writer
 	state int
 	err   error // of a failed Commit
@@ -170,14 +93,15 @@ func (p *filePending) Write(b []byte) (int, error) {
 	}
 	n, err := p.w.Write(b)
 	if err != nil {
-		err = fmt.Errorf("%q: write temporary file %s: %w", p.dest, p.tmp, err)
+		err = fmt.Errorf("%q: %w", p.dest, err)
 	}
 	return n, err
 }
 
 // ReadFrom appends what r yields after what is buffered; a file's content
 // (an *os.File, also under an io.LimitReader) goes file to file in the
-// kernel (os.File.ReadFrom: copy_file_range), no copy through user memory.
+// kernel (atomicfile.File.ReadFrom: copy_file_range), no copy through user
+// memory.
 func (p *filePending) ReadFrom(r io.Reader) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -185,11 +109,11 @@ func (p *filePending) ReadFrom(r io.Reader) (int64, error) {
 		return 0, p.closedErr()
 	}
 	if err := p.w.Flush(); err != nil {
-		return 0, fmt.Errorf("%q: write temporary file %s: %w", p.dest, p.tmp, err)
+		return 0, fmt.Errorf("%q: %w", p.dest, err)
 	}
 	n, err := p.f.ReadFrom(r)
 	if err != nil {
-		err = fmt.Errorf("%q: write temporary file %s: %w", p.dest, p.tmp, err)
+		err = fmt.Errorf("%q: %w", p.dest, err)
 	}
 	return n, err
 }
@@ -204,13 +128,12 @@ func (p *filePending) closedErr() error {
 	return fmt.Errorf("%q: %w", p.dest, os.ErrClosed)
 }
 
-// Commit flushes and fsyncs the temporary file, renames it over the
-// destination and fsyncs the directory. The rename and the directory sync
-// run under an exclusive flock of the directory, so that concurrent commits
-// to it are serialised; the last one wins, whole. If Commit fails before
-// the rename, the temporary file is removed and the destination untouched;
-// if only the final directory sync fails, the new snapshot is in place but
-// its durability is not known, and the error says so.
+// Commit flushes the buffer and commits the replacement (atomicfile's
+// Commit: fsync, rename over the destination under a flock of the
+// directory, fsync of the directory). If Commit fails before the rename,
+// the temporary file is removed and the destination untouched; if only
+// the final directory sync fails, the new snapshot is in place but its
+// durability is not known, and the error says so.
 func (p *filePending) Commit() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -220,33 +143,18 @@ func (p *filePending) Commit() error {
 	case aborted, failed:
 		return p.closedErr()
 	}
-	if err := p.commit(); err != nil {
-		p.state, p.err = failed, err
-		p.discard()
-		return err
+	err := p.w.Flush()
+	if err != nil {
+		err = errors.Join(err, p.f.Abort())
+	} else {
+		err = p.f.Commit()
+	}
+	p.dir.Close()
+	if err != nil {
+		p.state, p.err = failed, fmt.Errorf("%q: %w", p.dest, err)
+		return p.err
 	}
 	p.state = committed
-	return p.release()
-}
-
-func (p *filePending) commit() error {
-	if err := p.w.Flush(); err != nil {
-		return fmt.Errorf("%q: write temporary file %s: %w", p.dest, p.tmp, err)
-	}
-	if err := p.f.Sync(); err != nil {
-		return fmt.Errorf("%q: sync temporary file %s: %w", p.dest, p.tmp, err)
-	}
-	if err := flock(p.dirf, lockEx); err != nil {
-		return fmt.Errorf("%q: lock directory: %w", p.dest, err)
-	}
-	defer flock(p.dirf, lockUn)
-	if err := p.dir.Rename(p.tmp, p.base); err != nil {
-		return fmt.Errorf("%q: rename temporary file into place: %w", p.dest, err)
-	}
-	p.tmp = "" // nothing left to discard
-	if err := p.dirf.Sync(); err != nil {
-		return fmt.Errorf("%q: renamed into place, but syncing the directory failed: %w", p.dest, err)
-	}
 	return nil
 }
 
@@ -259,32 +167,10 @@ func (p *filePending) Abort() error {
 		return nil
 	}
 	p.state = aborted
-	return p.discard()
-}
-
-// discard removes the temporary file (still holding its lock, so no
-// cleaner mistakes it for a dead writer's meanwhile) and releases all.
-func (p *filePending) discard() error {
-	var err error
-	if p.tmp != "" {
-		if rerr := p.dir.Remove(p.tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			err = fmt.Errorf("%q: remove temporary file: %w", p.dest, rerr)
-		}
-		p.tmp = ""
-	}
-	return errors.Join(err, p.release())
-}
-
-func (p *filePending) release() error {
-	if p.f == nil {
-		return nil
-	}
-	err := p.f.Close()
-	p.dirf.Close()
+	err := p.f.Abort()
 	p.dir.Close()
-	p.f, p.w = nil, nil
 	if err != nil {
-		return fmt.Errorf("%q: close temporary file: %w", p.dest, err)
+		return fmt.Errorf("%q: %w", p.dest, err)
 	}
 	return nil
 }
@@ -312,69 +198,5 @@ func CleanStaleTemps(dir string) (removed []string, err error) {
 // root, for a caller that walks a tree by handles (so that no path is
 // resolved again); it returns the names removed, relative to root.
 func CleanStaleTempsInRoot(root *os.Root) (removed []string, err error) {
-	return cleanStale(root, func(name string) bool { return isTempOf(name, "") })
-}
-
-// cleanStale removes the regular files in root whose names match and whose
-// flock is free.
-func cleanStale(root *os.Root, match func(string) bool) (removed []string, err error) {
-	d, err := root.Open(".")
-	if err != nil {
-		return nil, err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, name := range names {
-		if !match(name) {
-			continue
-		}
-		ok, err := removeIfUnlocked(root, name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-		if ok {
-			removed = append(removed, name)
-		}
-	}
-	return removed, errors.Join(errs...)
-}
-
-func removeIfUnlocked(root *os.Root, name string) (bool, error) {
-	fi, err := root.Lstat(name)
-	if err != nil || !fi.Mode().IsRegular() {
-		return false, ignoreNotExist(err)
-	}
-	f, err := root.OpenFile(name, os.O_RDONLY|openNonblock, 0)
-	if err != nil {
-		return false, ignoreNotExist(err)
-	}
-	defer f.Close()
-	if ffi, err := f.Stat(); err != nil || !os.SameFile(fi, ffi) {
-		return false, err
-	}
-	if err := flock(f, lockExNB); err != nil {
-		if isWouldBlock(err) {
-			return false, nil // a live writer
-		}
-		return false, err
-	}
-	// Locked: its writer is gone. Remove it if the name still is this file.
-	if now, err := root.Lstat(name); err != nil || !os.SameFile(fi, now) {
-		return false, ignoreNotExist(err)
-	}
-	if err := root.Remove(name); err != nil {
-		return false, ignoreNotExist(err)
-	}
-	return true, nil
-}
-
-func ignoreNotExist(err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
+	return atomicfile.CleanStale(root)
 }

@@ -36,10 +36,18 @@ type Sink interface {
 
 // Pending is a snapshot being written. Commit makes it visible at its
 // location in one step, replacing any previous snapshot there; Abort (or a
-// failed Commit) discards it and leaves the previous snapshot untouched.
-// Commit and Abort may be called in any order and any number of times: the
-// first of them decides, Abort after a successful Commit does nothing, and
-// Commit after Abort returns ErrAborted.
+// failed Commit) discards it and leaves the previous snapshot untouched
+// (a stream, NewStreamSink, cannot take back what it wrote: see there).
+//
+// Commit and Abort may be called in any order and any number of times, from
+// any goroutine; the first of them decides, and every implementation
+// follows it:
+//   - after a successful Commit, Commit returns nil and Abort does nothing
+//     (returns nil): the snapshot stays;
+//   - after a failed Commit, Commit returns the same error again and Abort
+//     does nothing (the snapshot was discarded already);
+//   - after Abort, Abort returns nil and Commit returns ErrAborted;
+//   - Write after any of them fails (with ErrAborted after Abort).
 type Pending interface {
 	io.Writer
 	Commit() error

@@ -101,14 +101,22 @@ func (c *Container) Annotations() map[string]string {
 // and "<key>.<Name>" is set, that value wins over the plain key's, so one pod
 // can give each of its containers its own value.
 func (c *Container) Annotation(key string) (string, bool) {
+	_, v, ok := c.AnnotationKey(key)
+	return v, ok
+}
+
+// AnnotationKey is Annotation that also returns the key the value was found
+// under: "<key>.<Name>" or key itself, so that an error can name the
+// annotation as the user wrote it.
+func (c *Container) AnnotationKey(key string) (found, value string, ok bool) {
 	a := c.Annotations()
 	if c.Name != "" {
 		if v, ok := a[key+"."+c.Name]; ok {
-			return v, true
+			return key + "." + c.Name, v, true
 		}
 	}
 	v, ok := a[key]
-	return v, ok
+	return key, v, ok
 }
 
 // HasAny reports whether some key of annotations starts with one of prefixes

@@ -131,21 +131,26 @@ func TestAnnotationPerContainer(t *testing.T) {
 	tests := []struct {
 		name, key, want string
 		ok              bool
+		found           string // the key AnnotationKey names
 	}{
-		{"web", "io.ocisnap.export", "/web.tar", true},
-		{"side", "io.ocisnap.export", "/all.tar", true},
-		{"side", "io.ocisnap.restore", "/side.tar", true},
-		{"web", "io.ocisnap.restore", "", false},
-		{"", "io.ocisnap.export", "/all.tar", true},
-		{"", "io.ocisnap.restore", "", false},
+		{"web", "io.ocisnap.export", "/web.tar", true, "io.ocisnap.export.web"},
+		{"side", "io.ocisnap.export", "/all.tar", true, "io.ocisnap.export"},
+		{"side", "io.ocisnap.restore", "/side.tar", true, "io.ocisnap.restore.side"},
+		{"web", "io.ocisnap.restore", "", false, "io.ocisnap.restore"},
+		{"", "io.ocisnap.export", "/all.tar", true, "io.ocisnap.export"},
+		{"", "io.ocisnap.restore", "", false, "io.ocisnap.restore"},
 		// A key that only exists with a per-container suffix is not found by its prefix.
-		{"web", "io.ocisnap", "", false},
+		{"web", "io.ocisnap", "", false, "io.ocisnap"},
 	}
 	for _, tt := range tests {
 		c := &Container{State: &specs.State{Annotations: ann}, Name: tt.name}
 		v, ok := c.Annotation(tt.key)
 		if v != tt.want || ok != tt.ok {
 			t.Errorf("name %q key %q: got %q,%v want %q,%v", tt.name, tt.key, v, ok, tt.want, tt.ok)
+		}
+		found, v, ok := c.AnnotationKey(tt.key)
+		if found != tt.found || v != tt.want || ok != tt.ok {
+			t.Errorf("AnnotationKey: name %q key %q: got %q,%q,%v want %q,%q,%v", tt.name, tt.key, found, v, ok, tt.found, tt.want, tt.ok)
 		}
 	}
 	if n := containerName(ann); n != "web" {

@@ -176,8 +176,9 @@ func TestFindNotOverlay(t *testing.T) {
 // mount`, of the image named by OCISNAP_TEST_PODMAN_IMAGE (already in
 // podman's own storage) when set, else of a one-file image imported into a
 // podman storage of the test's own (no registry needed), so that it runs,
-// or under CI=true fails, everywhere.
+// or under CI=true fails, everywhere (but under -short: `make unit`).
 func TestFindPodmanMount(t *testing.T) {
+	testutil.SkipIfShort(t, "podman")
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "podman")
 	var global []string // podman's global options

@@ -22,6 +22,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocisnap/ocisnap/internal/atomicfile"
 	"github.com/ocisnap/ocisnap/pkg/containerid"
 )
 
@@ -112,12 +113,10 @@ type Dir struct {
 }
 
 const (
-	suffix = ".json"
-	// tmpPattern names temporary files: hidden (List skips them) and short
-	// (a 250-byte id must still fit in NAME_MAX).
-	tmpPattern = ".tmp-*"
-	dirPerm    = 0o700
-	aboutFile  = "state file"
+	suffix    = ".json"
+	dirPerm   = 0o700
+	filePerm  = 0o600
+	aboutFile = "state file"
 )
 
 func (d Dir) dir() string {
@@ -136,11 +135,11 @@ func (d Dir) File(id string) string {
 	return filepath.Join(d.dir(), id+suffix)
 }
 
-// Write stores rec atomically under rec.ID, replacing any previous record:
-// the JSON goes to a temporary file in the same directory, which is synced,
-// renamed over the record and the directory synced. The directory is
+// Write stores rec atomically under rec.ID, replacing any previous record
+// (package atomicfile: a temporary file in the same directory, synced,
+// renamed over the record, the directory synced). The directory is
 // created (mode 0700) if missing.
-func (d Dir) Write(rec *Record) (err error) {
+func (d Dir) Write(rec *Record) error {
 	if rec == nil {
 		return errors.New("statefile: write of a nil record")
 	}
@@ -155,29 +154,15 @@ func (d Dir) Write(rec *Record) (err error) {
 	if err := os.MkdirAll(d.dir(), dirPerm); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
-	f, err := os.CreateTemp(d.dir(), tmpPattern)
+	root, err := os.OpenRoot(d.dir())
 	if err != nil {
 		return fmt.Errorf("write state of container %q: %w", rec.ID, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
+	defer root.Close()
+	if err := atomicfile.WriteFile(root, rec.ID+suffix, data, filePerm); err != nil {
+		return fmt.Errorf("write state of container %q in %s: %w", rec.ID, d.dir(), err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), d.File(rec.ID)); err != nil {
-		return fmt.Errorf("write state of container %q: %w", rec.ID, err)
-	}
-	return syncDir(d.dir())
+	return nil
 }
 
 // Read returns the record of id. A missing record is an error wrapping
@@ -215,7 +200,8 @@ func (d Dir) Remove(id string) error {
 
 // List returns every readable record, in id order, and one error per record
 // that could not be read (corrupt, or a file whose name is not a valid id).
-// A missing directory holds no records. Temporary files are skipped.
+// A missing directory holds no records. Temporary files (hidden) are
+// skipped.
 func (d Dir) List() ([]*Record, []error) {
 	entries, err := os.ReadDir(d.dir())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -246,16 +232,4 @@ func (d Dir) List() ([]*Record, []error) {
 		}
 	}
 	return recs, errs
-}
-
-func syncDir(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", path, err)
-	}
-	return nil
 }

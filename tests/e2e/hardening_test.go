@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,24 +32,21 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/layer"
 )
 
-// hooksAnnotationRE is the "when" of the shipped hooks.d file.
-const hooksAnnotationRE = `^io\.ocisnap\.(restore|export|view)(\.[^.]+)?$`
-
 // writeHooksDir writes an ocisnap hooks.d file into a new directory: the
-// hook binary at path with the admin's args, and a timeout (seconds) if
-// not 0. It returns the directory.
+// shipped oci-hooks.d/ocisnap.json (its "when" and stages) with the hook
+// binary at path, the admin's args, and a timeout (seconds) if not 0. It
+// returns the directory.
 func writeHooksDir(t testing.TB, dir, path string, timeout int, args ...string) string {
 	t.Helper()
+	data, err := os.ReadFile("../../oci-hooks.d/ocisnap.json")
+	must(t, err)
+	var conf map[string]any
+	must(t, json.Unmarshal(data, &conf))
 	hook := map[string]any{"path": path, "args": append([]string{"ocisnap-hook"}, args...)}
 	if timeout > 0 {
 		hook["timeout"] = timeout
 	}
-	conf := map[string]any{
-		"version": "1.0.0",
-		"hook":    hook,
-		"when":    map[string]any{"annotations": map[string]string{hooksAnnotationRE: ".+"}},
-		"stages":  []string{"createRuntime", "poststop"},
-	}
+	conf["hook"] = hook
 	must(t, os.MkdirAll(dir, 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, "ocisnap.json"), jsonMarshal(t, conf), 0o644))
 	return dir

@@ -1,10 +1,12 @@
 // Package e2e runs ocisnap end to end with real tools: podman + runc with
 // hooks.d, plain runc bundles with hooks in config.json, and the CRI-O flow
 // (hooks loaded with go.podman.io/common/pkg/hooks, storage unmounted before
-// `runc delete`). It needs root; under CI=true a missing tool fails.
+// `runc delete`). It needs root; under CI=true a missing tool fails. Under
+// -short nothing runs (TestMain).
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,6 +31,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// -short (`make unit`, `go test -short ./...`): none of these runs,
+	// and nothing is built or installed. `make test` runs them.
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "e2e: skipped (-short: the end-to-end tests drive podman and runc)")
+		return 0
+	}
 	// Not root: every test here would skip, so none runs; under CI=true
 	// that is a failure (as testutil.RequireRoot makes it for one test).
 	if os.Geteuid() != 0 {

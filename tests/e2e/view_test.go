@@ -162,7 +162,8 @@ func TestViewImagePodman(t *testing.T) {
 	id := p.run("run", "-d", "--network=none",
 		"--annotation", "io.ocisnap.restore="+snap,
 		"--annotation", "io.ocisnap.view=image",
-		"--annotation", annotation("io.ocisnap.view-binds", "boot/vmlinuz:/run/boot/vmlinuz,/boot/initrd.img:/run/boot/initrd.img,urunc.json:/run/urunc.json"),
+		// ";" between the binds, as the README shows: no CSV quoting.
+		"--annotation", "io.ocisnap.view-binds=boot/vmlinuz:/run/boot/vmlinuz;/boot/initrd.img:/run/boot/initrd.img;urunc.json:/run/urunc.json",
 		"--annotation", "io.ocisnap.view-mount=/mnt/image",
 		img, "sleep", "1000")
 	out := p.run("exec", id, "sh", "-c", "cat /boot/vmlinuz; echo; "+

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package location
+package atomicfile
 
 import (
 	"errors"
