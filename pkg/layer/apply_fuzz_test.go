@@ -95,6 +95,7 @@ func applySeeds(t testing.TB) map[string][]byte {
 		"setuid-file":               {{tFile("suid", "x"), tFile("suid", "y")}},
 		"fifo-then-file":            {{tFifo("f"), tFile("f", "x"), tDir("f/")}},
 		"long-name":                 {{tFile(strings.Repeat("d/", 60)+"f", "deep")}},
+		"alias-whiteout-recreate":   {aliasRecreate()},
 	}
 	out := make(map[string][]byte, len(seeds)+4)
 	for name, ents := range seeds {

@@ -26,10 +26,14 @@ type applier struct {
 
 	// The parent directory of the last entry, kept open because sorted
 	// snapshots put siblings next to each other. cacheFd is -1 when
-	// nothing is cached; invalidate drops it when a directory at or above
-	// cacheDir is removed.
+	// nothing is cached; any removal drops it (removeAt): cacheDir is the
+	// name it was opened by, and after a removal that name may lead to
+	// another directory, or the directory to none.
 	cacheDir string
 	cacheFd  int
+	// retired are cached parents forgotten while an entry was being
+	// applied, closed before the next one.
+	retired []int
 
 	// applied holds every path created or replaced in this run (and the
 	// parents created for them); hasApplied every directory with an
@@ -88,6 +92,7 @@ func (a *applier) close() {
 		a.pool.close(true)
 	}
 	a.dropCache()
+	a.closeRetired()
 	if a.rootFd >= 0 {
 		unix.Close(a.rootFd)
 		a.rootFd = -1
@@ -95,6 +100,7 @@ func (a *applier) close() {
 }
 
 func (a *applier) apply(e *Entry, content io.Reader) error {
+	a.closeRetired()
 	if a.pool != nil {
 		if err := a.pool.failure(); err != nil {
 			return err

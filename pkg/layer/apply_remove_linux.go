@@ -148,7 +148,10 @@ func (a *applier) removeAt(pfd int, name, p string) error {
 	if a.pool != nil {
 		a.pool.forgetDir()
 	}
-	a.invalidate(p)
+	// The cached parent goes too, whatever its name: through a symlink
+	// inside the root (a -> b), the directory removed as "b" may be the
+	// one cached as "a", and a name no longer tells what it opens.
+	a.retireCache()
 	if err := removeAllAt(pfd, name); err != nil {
 		return fmt.Errorf("remove %q: %w", p, err)
 	}

@@ -7,7 +7,6 @@ package layer
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -145,10 +144,20 @@ func (a *applier) dropCache() {
 	a.cacheInfo = dirInfo{}
 }
 
-// invalidate drops the cached parent if p is it or one of its ancestors:
-// p is about to be removed or replaced.
-func (a *applier) invalidate(p string) {
-	if a.cacheFd >= 0 && (p == "" || a.cacheDir == p || strings.HasPrefix(a.cacheDir, p+"/")) {
-		a.dropCache()
+// retireCache forgets the cached parent but keeps its descriptor open
+// until the entry being applied is done (closeRetired): the entry may be
+// using it as its own parent.
+func (a *applier) retireCache() {
+	if a.cacheFd >= 0 {
+		a.retired = append(a.retired, a.cacheFd)
 	}
+	a.cacheDir, a.cacheFd = "", -1
+	a.cacheInfo = dirInfo{}
+}
+
+func (a *applier) closeRetired() {
+	for _, fd := range a.retired {
+		unix.Close(fd)
+	}
+	a.retired = a.retired[:0]
 }
