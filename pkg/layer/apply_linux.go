@@ -23,6 +23,9 @@ const applyCopyBufferSize = 1 << 20
 type applier struct {
 	o      *applyOptions
 	rootFd int // O_PATH, owned
+	// rootMnt is the id of the root's mount: no change is made to a name
+	// that is on another (see statAt).
+	rootMnt uint64
 
 	// The parent directory of the last entry, kept open because sorted
 	// snapshots put siblings next to each other. cacheFd is -1 when
@@ -69,9 +72,15 @@ func newApplier(root *os.File, o *applyOptions) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %q: %w", root.Name(), err)
 	}
+	mnt, err := rootMountID(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("root %q: %w", root.Name(), err)
+	}
 	a := &applier{
 		o:          o,
 		rootFd:     fd,
+		rootMnt:    mnt,
 		cacheFd:    -1,
 		applied:    make(map[string]struct{}),
 		hasApplied: make(map[string]struct{}),
@@ -212,8 +221,10 @@ func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
 	if e.Path == "" {
 		exists = true
 	} else if err := unix.Mkdirat(pfd, name, 0o700); errors.Is(err, unix.EEXIST) {
-		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		st, err := a.statAt(pfd, name, e.Path)
+		if errors.Is(err, ErrCrossesMount) {
+			return err
+		} else if err != nil {
 			return fmt.Errorf("stat: %w", err)
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -237,8 +248,10 @@ func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
 			return err
 		}
 	}
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
+	fd, err := openDirAt(pfd, name, e.Path)
+	if errors.Is(err, ErrCrossesMount) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}
 	defer unix.Close(fd)
@@ -316,6 +329,9 @@ func (a *applier) createReplacing(pfd int, name, p string, create func() error) 
 			return err
 		}
 		err = create()
+	}
+	if errors.Is(err, ErrCrossesMount) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
@@ -428,7 +444,12 @@ func (a *applier) hardlink(p, dir, name, target string) error {
 		return err
 	}
 	return a.createReplacing(pfd, name, p, func() error {
-		return unix.Linkat(tfd, tname, pfd, name, 0)
+		err := unix.Linkat(tfd, tname, pfd, name, 0)
+		if errors.Is(err, unix.EXDEV) {
+			// The target is another mount's root (a bind-mounted file).
+			return fmt.Errorf("%w: link target %q is a mount point", ErrCrossesMount, target)
+		}
+		return err
 	})
 }
 
@@ -470,15 +491,16 @@ func (a *applier) finish() error {
 	})
 	for _, p := range paths {
 		dir, name := splitEntryPath(p)
+		// What the name leads to now, if it is a directory on the root's
+		// mount: the one the entry made, or the one that replaced it.
 		pfd, err := a.parent(dir, false)
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, ErrInsecurePath) {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, ErrInsecurePath) || errors.Is(err, ErrCrossesMount) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("set times of %q: %w", p, err)
 		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if st, err := a.statAt(pfd, name, p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
 		ts := a.dirTimes[p]
