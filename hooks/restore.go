@@ -10,13 +10,14 @@ import (
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/mountns"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
 // restore applies the snapshot at ref onto the container's rootfs. The
 // source is checked against the policy before a byte is read; every entry is
-// confined to the rootfs by layer.Apply.
-func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) error {
+// confined to the rootfs, and to the rootfs's own mount, by layer.Apply.
+func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage string) error {
 	src, err := location.ParseSource(ref, &h.cfg.Policy)
 	if err != nil {
 		return err
@@ -26,7 +27,7 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) e
 		return err
 	}
 	defer rc.Close()
-	root, err := os.OpenFile(c.Rootfs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	root, err := openRootfs(c, stage)
 	if err != nil {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
@@ -47,6 +48,30 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) e
 	}
 	h.log.Info("restored", "source", src.String(), "rootfs", c.Rootfs, "entries", stats.Entries, "bytes", stats.Bytes)
 	return nil
+}
+
+// openRootfs opens the rootfs as the container's mount namespace has it,
+// with the volumes and other mounts the runtime made inside it: layer.Apply
+// then refuses any entry that would cross into one (README, "Security
+// model"). At createContainer the hook runs in that namespace already; at
+// createRuntime (and prestart) the runtime has made the mounts in the
+// container's namespace, where the hook enters to open the rootfs. Seen
+// from the runtime's namespace the volumes' mount points are plain
+// directories, and removing one there would detach the volume from the
+// container. Without a pid the rootfs is opened where the hook runs.
+func openRootfs(c *ocistate.Container, stage string) (*os.File, error) {
+	var root *os.File
+	open := func() (err error) {
+		root, err = os.OpenFile(c.Rootfs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		return err
+	}
+	// At createContainer the state's pid is the container's init as its
+	// own pid namespace numbers it: not one to look up in /proc.
+	if stage == StageCreateContainer || c.State.Pid <= 0 {
+		return root, open()
+	}
+	err := mountns.Do(c.State.Pid, open)
+	return root, err
 }
 
 // idMap converts the runtime spec's mappings; nil when there are none.
