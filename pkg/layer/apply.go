@@ -72,6 +72,13 @@ import (
 // failures: from outside the mount namespace a mount belongs to, unlinking
 // its mount point succeeds and detaches it.
 //
+// One entry is left under a mount instead: an empty regular file whose
+// name is a mount point of a file. It is the stub an engine creates for a
+// file it bind-mounts (/etc/hosts, /etc/hostname, /etc/resolv.conf,
+// /run/.containerenv), which layers made by `podman commit` carry; in a
+// container of such an image the engine's mount covers it just the same.
+// Nothing is written, and the mount stays.
+//
 // That is what keeps a restore at the OCI createContainer stage safe (the
 // hook then runs in the container's mount namespace, with the volumes
 // mounted inside the rootfs), and the same rule holds at every stage: a

@@ -309,6 +309,9 @@ func (a *applier) nonDir(p, dir, name string, m *entryMeta, content io.Reader) e
 			return err
 		}
 		if err := a.createReplacing(pfd, name, p, create); err != nil {
+			if hdr.Size == 0 && errors.Is(err, ErrCrossesMount) && a.fileMountAt(pfd, name) {
+				return nil // a mount point stub, see Apply
+			}
 			return err
 		}
 		return a.writeFile(fd, p, m, content, chown, chmod)
@@ -317,6 +320,15 @@ func (a *applier) nonDir(p, dir, name string, m *entryMeta, content io.Reader) e
 		return err
 	}
 	return a.setAtMeta(pfd, name, m)
+}
+
+// fileMountAt reports whether a non-directory is mounted at pfd/name: an
+// engine's bind of /etc/hosts, /etc/hostname, /etc/resolv.conf or
+// /run/.containerenv.
+func (a *applier) fileMountAt(pfd int, name string) bool {
+	var sx unix.Statx_t
+	err := unix.Statx(pfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_TYPE|unix.STATX_MNT_ID, &sx)
+	return err == nil && sx.Mnt_id != a.rootMnt && sx.Mode&unix.S_IFMT != unix.S_IFDIR
 }
 
 // createReplacing runs create (an O_EXCL-style *at call on pfd/name); if
