@@ -10,15 +10,18 @@ import (
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/mountns"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/policy"
+	"github.com/ocisnap/ocisnap/pkg/procstat"
 )
 
 // restore applies the snapshot at ref onto the container's rootfs. The
 // source is checked against the policy before a byte is read (inside an
 // --allow-dir, never inside an --allow-view-dir: README.md, "Security
-// model"); every entry is confined to the rootfs by layer.Apply.
-func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) error {
+// model"); every entry is confined to the rootfs, and to the rootfs's own
+// mount, by layer.Apply.
+func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage string) error {
 	src, err := location.ParseSource(ref, &h.cfg.Policy)
 	if err != nil {
 		return err
@@ -28,7 +31,7 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) e
 		return err
 	}
 	defer rc.Close()
-	root, err := os.OpenFile(c.Rootfs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	root, err := openRootfs(c, stage)
 	if err != nil {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
@@ -54,6 +57,36 @@ func ApplyOpts(p *policy.Policy, idm *layer.IDMap) []layer.ApplyOpt {
 		opts = append(opts, layer.WithMaxEntries(p.MaxEntries))
 	}
 	return opts
+}
+
+// openRootfs opens the rootfs as the container's mount namespace has it,
+// with the volumes and other mounts the runtime made inside it: layer.Apply
+// then refuses any entry that would cross into one (README, "Security
+// model"). At createContainer the hook runs in that namespace already; at
+// createRuntime (and prestart) the runtime has made the mounts in the
+// container's namespace, where the hook enters to open the rootfs. Seen
+// from the runtime's namespace the volumes' mount points are plain
+// directories, and removing one there would detach the volume from the
+// container. Without a pid the rootfs is opened where the hook runs.
+func openRootfs(c *ocistate.Container, stage string) (*os.File, error) {
+	var root *os.File
+	open := func() (err error) {
+		root, err = os.OpenFile(c.Rootfs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		return err
+	}
+	// At createContainer the state's pid is the container's init as its
+	// own pid namespace numbers it: not one to look up in /proc.
+	if stage == StageCreateContainer || c.State.Pid <= 0 {
+		return root, open()
+	}
+	// The runtime holds the container's init stopped before its process
+	// starts, so its start time read now is the one to enter with.
+	start, err := procstat.StartTime(c.State.Pid)
+	if err != nil {
+		return nil, err
+	}
+	err = mountns.Do(mountns.Process{Pid: c.State.Pid, Start: start}, open)
+	return root, err
 }
 
 // idMap converts the runtime spec's mappings; nil when there are none.

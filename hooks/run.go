@@ -121,7 +121,7 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 		}
 	}
 	if req.restore != "" {
-		if err := h.restore(ctx, c, req.restore); err != nil {
+		if err := h.restore(ctx, c, req.restore, stage); err != nil {
 			return fmt.Errorf("%s=%s: %w", req.restoreKey, req.restore, err)
 		}
 	}

@@ -41,25 +41,57 @@ import (
 // os.OpenFile(filepath.Join(root, name)) and follow whatever symlinks the
 // tree holds, Apply checks names in Reader (no absolute names, no "..",
 // no NUL), then opens each entry's parent directory with openat2(2)
-// RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS relative to root: a symlink in the
-// tree that leads out of root (`evil -> /` followed by `evil/etc/passwd`,
-// or `evil -> ../..`) fails the entry with ErrInsecurePath instead of
-// being followed. Relative symlinks that stay inside root are followed; an
-// absolute one is refused even if it names a path that exists in root (an
-// overlay upper, and so a snapshot from Write, never has a path through a
-// symlink). The change itself is one *at syscall on that directory and the
-// last name, which is never followed if it is a symlink (O_NOFOLLOW,
-// AT_SYMLINK_NOFOLLOW, O_EXCL creation after removal). Hard link targets
-// are resolved the same way, and linkat does not follow a final symlink.
-// This needs Linux 5.6 (openat2) and, to set owners, devices and trusted.*
+// RESOLVE_BENEATH|RESOLVE_NO_XDEV|RESOLVE_NO_MAGICLINKS relative to root:
+// a symlink in the tree that leads out of root (`evil -> /` followed by
+// `evil/etc/passwd`, or `evil -> ../..`) fails the entry with
+// ErrInsecurePath instead of being followed. Relative symlinks that stay
+// inside root are followed; an absolute one is refused even if it names a
+// path that exists in root (an overlay upper, and so a snapshot from
+// Write, never has a path through a symlink). The change itself is one
+// *at syscall on that directory and the last name, which is never
+// followed if it is a symlink (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW, O_EXCL
+// creation after removal). Hard link targets are resolved the same way,
+// and linkat does not follow a final symlink. This needs Linux 5.8
+// (openat2, statx's mount id) and, to set owners, devices and trusted.*
 // xattrs, root privileges.
 //
+// # Mounts inside the root
+//
+// No write, removal or traversal leaves root's own mount, whatever mounts
+// root holds: a volume bind-mounted at /data, a tmpfs, a bind-mounted
+// /etc/hosts. A path that crosses a mount point fails (RESOLVE_NO_XDEV);
+// before a name is removed, replaced, or has its owner, mode, xattrs or
+// times changed, its mount id (statx STATX_MNT_ID) is compared with
+// root's, and a recursive removal (a whiteout of a directory, a
+// directory replaced by a non-directory, an opaque directory's old
+// children) checks every name before it descends or unlinks. So a
+// whiteout of ./data, an entry ./data/planted, a directory entry ./data/
+// (new metadata), an opaque ./data/ or a hard link into or out of ./data
+// fails the restore with ErrCrossesMount, naming the entry, before
+// anything of the mount is touched. The names are checked, not only the
+// failures: from outside the mount namespace a mount belongs to, unlinking
+// its mount point succeeds and detaches it.
+//
+// One entry is left under a mount instead: an empty regular file whose
+// name is a mount point of a file. It is the stub an engine creates for a
+// file it bind-mounts (/etc/hosts, /etc/hostname, /etc/resolv.conf,
+// /run/.containerenv), which layers made by `podman commit` carry; in a
+// container of such an image the engine's mount covers it just the same.
+// Nothing is written, and the mount stays.
+//
+// That is what keeps a restore at the OCI createContainer stage safe (the
+// hook then runs in the container's mount namespace, with the volumes
+// mounted inside the rootfs), and the same rule holds at every stage: a
+// caller at createRuntime opens root inside the container's mount
+// namespace, so that the volumes are seen there too. Restore at
+// createContainer stays supported on that ground; a snapshot that would
+// change a volume's mount point is refused, never applied around it.
+//
 // Out of scope: a root that an attacker can modify concurrently (renaming
-// a directory out of root between two entries); mounts inside root (they
-// are the caller's, and a whiteout or opaque directory removes inside them
-// like anywhere else); and hard links to outside inodes that root already
-// holds (Apply never writes into an existing non-directory inode, it
-// replaces it, but it can add a name for one).
+// a directory out of root, or mounting, between two entries); and hard
+// links to outside inodes that root already holds (Apply never writes
+// into an existing non-directory inode, it replaces it, but it can add a
+// name for one).
 //
 // Apply stops at the first error and leaves what it had already applied in
 // place: a failed restore makes the container fail to start.

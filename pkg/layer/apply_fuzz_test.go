@@ -95,6 +95,7 @@ func applySeeds(t testing.TB) map[string][]byte {
 		"setuid-file":               {{tFile("suid", "x"), tFile("suid", "y")}},
 		"fifo-then-file":            {{tFifo("f"), tFile("f", "x"), tDir("f/")}},
 		"long-name":                 {{tFile(strings.Repeat("d/", 60)+"f", "deep")}},
+		"alias-whiteout-recreate":   {aliasRecreate()},
 	}
 	out := make(map[string][]byte, len(seeds)+4)
 	for name, ents := range seeds {
@@ -233,42 +234,12 @@ func fuzzSandbox(t testing.TB) (base, root string) {
 	return base, root
 }
 
-// outside describes base except root/: every name, type, mode, owner,
-// size, link count, mtime, content and link target.
+// outside describes everything in base but root/ (see
+// testutil.DescribeTree): a chown, chmod, retarget, write, link, xattr or
+// times change there is an escape.
 func outside(t testing.TB, base string) string {
 	t.Helper()
-	var sb strings.Builder
-	err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(base, p)
-		if rel == "root" {
-			return filepath.SkipDir
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		fmt.Fprintf(&sb, "%s %o %d:%d %d %d %d.%d", rel, st.Mode, st.Uid, st.Gid, st.Size, st.Nlink, st.Mtim.Sec, st.Mtim.Nsec)
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&sb, " %q", b)
-		case unix.S_IFLNK:
-			target, _ := os.Readlink(p)
-			sb.WriteString(" -> " + target)
-		}
-		sb.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sb.String()
+	return testutil.DescribeTree(t, base, testutil.SkipPath("root"))
 }
 
 // fuzzIDMap lets a non-root fuzzer chown to container root: it maps
@@ -306,7 +277,7 @@ func FuzzApply(f *testing.F) {
 			return err
 		})
 		if after := outside(t, base); after != before {
-			t.Fatalf("Apply (err %v) changed what is outside the root:\nbefore:\n%s\nafter:\n%s", err, before, after)
+			t.Fatalf("Apply (err %v) changed what is outside the root:\n%s", err, testutil.TreeDiff(before, after))
 		}
 		// Also nothing in the two host places the seeds aim at.
 		for _, p := range []string{"/ocisnap-fuzz-abs", "/tmp/ocisnap-fuzz"} {
@@ -368,7 +339,7 @@ func TestApplySeedsRefused(t *testing.T) {
 			}
 			t.Log(err)
 			if after := outside(t, base); after != before {
-				t.Fatalf("outside the root changed:\n%s\n%s", before, after)
+				t.Fatalf("outside the root changed:\n%s", testutil.TreeDiff(before, after))
 			}
 		})
 	}

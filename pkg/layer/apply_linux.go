@@ -23,13 +23,20 @@ const applyCopyBufferSize = 1 << 20
 type applier struct {
 	o      *applyOptions
 	rootFd int // O_PATH, owned
+	// rootMnt is the id of the root's mount: no change is made to a name
+	// that is on another (see statAt).
+	rootMnt uint64
 
 	// The parent directory of the last entry, kept open because sorted
 	// snapshots put siblings next to each other. cacheFd is -1 when
-	// nothing is cached; invalidate drops it when a directory at or above
-	// cacheDir is removed.
+	// nothing is cached; any removal drops it (removeAt): cacheDir is the
+	// name it was opened by, and after a removal that name may lead to
+	// another directory, or the directory to none.
 	cacheDir string
 	cacheFd  int
+	// retired are cached parents forgotten while an entry was being
+	// applied, closed before the next one.
+	retired []int
 
 	// applied holds every path created or replaced in this run (and the
 	// parents created for them); hasApplied every directory with an
@@ -65,9 +72,15 @@ func newApplier(root *os.File, o *applyOptions) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %q: %w", root.Name(), err)
 	}
+	mnt, err := rootMountID(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("root %q: %w", root.Name(), err)
+	}
 	a := &applier{
 		o:          o,
 		rootFd:     fd,
+		rootMnt:    mnt,
 		cacheFd:    -1,
 		applied:    make(map[string]struct{}),
 		hasApplied: make(map[string]struct{}),
@@ -88,6 +101,7 @@ func (a *applier) close() {
 		a.pool.close(true)
 	}
 	a.dropCache()
+	a.closeRetired()
 	if a.rootFd >= 0 {
 		unix.Close(a.rootFd)
 		a.rootFd = -1
@@ -95,6 +109,7 @@ func (a *applier) close() {
 }
 
 func (a *applier) apply(e *Entry, content io.Reader) error {
+	a.closeRetired()
 	if a.pool != nil {
 		if err := a.pool.failure(); err != nil {
 			return err
@@ -206,8 +221,10 @@ func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
 	if e.Path == "" {
 		exists = true
 	} else if err := unix.Mkdirat(pfd, name, 0o700); errors.Is(err, unix.EEXIST) {
-		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		st, err := a.statAt(pfd, name, e.Path)
+		if errors.Is(err, ErrCrossesMount) {
+			return err
+		} else if err != nil {
 			return fmt.Errorf("stat: %w", err)
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -231,8 +248,10 @@ func (a *applier) dir(e *Entry, dir, name string, m *entryMeta) error {
 			return err
 		}
 	}
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
+	fd, err := openDirAt(pfd, name, e.Path)
+	if errors.Is(err, ErrCrossesMount) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}
 	defer unix.Close(fd)
@@ -290,6 +309,9 @@ func (a *applier) nonDir(p, dir, name string, m *entryMeta, content io.Reader) e
 			return err
 		}
 		if err := a.createReplacing(pfd, name, p, create); err != nil {
+			if hdr.Size == 0 && errors.Is(err, ErrCrossesMount) && a.fileMountAt(pfd, name) {
+				return nil // a mount point stub, see Apply
+			}
 			return err
 		}
 		return a.writeFile(fd, p, m, content, chown, chmod)
@@ -298,6 +320,15 @@ func (a *applier) nonDir(p, dir, name string, m *entryMeta, content io.Reader) e
 		return err
 	}
 	return a.setAtMeta(pfd, name, m)
+}
+
+// fileMountAt reports whether a non-directory is mounted at pfd/name: an
+// engine's bind of /etc/hosts, /etc/hostname, /etc/resolv.conf or
+// /run/.containerenv.
+func (a *applier) fileMountAt(pfd int, name string) bool {
+	var sx unix.Statx_t
+	err := unix.Statx(pfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_TYPE|unix.STATX_MNT_ID, &sx)
+	return err == nil && sx.Mnt_id != a.rootMnt && sx.Mode&unix.S_IFMT != unix.S_IFDIR
 }
 
 // createReplacing runs create (an O_EXCL-style *at call on pfd/name); if
@@ -310,6 +341,9 @@ func (a *applier) createReplacing(pfd int, name, p string, create func() error) 
 			return err
 		}
 		err = create()
+	}
+	if errors.Is(err, ErrCrossesMount) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
@@ -422,7 +456,12 @@ func (a *applier) hardlink(p, dir, name, target string) error {
 		return err
 	}
 	return a.createReplacing(pfd, name, p, func() error {
-		return unix.Linkat(tfd, tname, pfd, name, 0)
+		err := unix.Linkat(tfd, tname, pfd, name, 0)
+		if errors.Is(err, unix.EXDEV) {
+			// The target is another mount's root (a bind-mounted file).
+			return fmt.Errorf("%w: link target %q is a mount point", ErrCrossesMount, target)
+		}
+		return err
 	})
 }
 
@@ -464,15 +503,16 @@ func (a *applier) finish() error {
 	})
 	for _, p := range paths {
 		dir, name := splitEntryPath(p)
+		// What the name leads to now, if it is a directory on the root's
+		// mount: the one the entry made, or the one that replaced it.
 		pfd, err := a.parent(dir, false)
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, ErrInsecurePath) {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, ErrInsecurePath) || errors.Is(err, ErrCrossesMount) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("set times of %q: %w", p, err)
 		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if st, err := a.statAt(pfd, name, p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
 		ts := a.dirTimes[p]

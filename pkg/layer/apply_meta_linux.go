@@ -123,8 +123,8 @@ type savedDirMeta struct {
 	xattrs map[string][]byte
 }
 
-func saveDirMeta(pfd int, name string) (*savedDirMeta, error) {
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func saveDirMeta(pfd int, name, p string) (*savedDirMeta, error) {
+	fd, err := openDirAt(pfd, name, p)
 	if err != nil {
 		return nil, err
 	}
@@ -153,8 +153,8 @@ func saveDirMeta(pfd int, name string) (*savedDirMeta, error) {
 	return m, nil
 }
 
-func (m *savedDirMeta) restore(pfd int, name string) error {
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func (m *savedDirMeta) restore(pfd int, name, p string) error {
+	fd, err := openDirAt(pfd, name, p)
 	if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}

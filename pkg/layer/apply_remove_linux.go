@@ -41,9 +41,11 @@ func (a *applier) opaqueMarker(p string) error {
 	if err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+	st, err := a.statAt(pfd, name, p)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
+	} else if errors.Is(err, ErrCrossesMount) {
+		return err
 	} else if err != nil {
 		return fmt.Errorf("stat: %w", err)
 	}
@@ -57,8 +59,8 @@ func (a *applier) opaqueMarker(p string) error {
 // before this run. With no child applied yet, it removes the directory and
 // makes it again: on a merged overlay mount, overlayfs then marks the new
 // upper directory opaque itself, hiding the lower one. Otherwise (or for
-// the root, or a busy mount point) it removes the children not applied in
-// this run, recursively.
+// the root) it removes the children not applied in this run, recursively.
+// A mount point, there or beneath, fails it with ErrCrossesMount.
 func (a *applier) makeOpaque(pfd int, name, p string, keepMeta bool) error {
 	if a.pool != nil {
 		if err := a.pool.settle(); err != nil {
@@ -66,13 +68,12 @@ func (a *applier) makeOpaque(pfd int, name, p string, keepMeta bool) error {
 		}
 	}
 	if _, ok := a.hasApplied[p]; !ok && p != "" {
-		err := a.recreateDir(pfd, name, p, keepMeta)
-		if !errors.Is(err, unix.EBUSY) {
-			return err
-		}
+		return a.recreateDir(pfd, name, p, keepMeta)
 	}
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
+	fd, err := openDirAt(pfd, name, p)
+	if errors.Is(err, ErrCrossesMount) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}
 	defer unix.Close(fd)
@@ -94,9 +95,12 @@ func (a *applier) prune(fd int, p string) error {
 			}
 			continue
 		}
-		cfd, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		cfd, err := openDirAt(fd, n, cp)
 		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
 			continue // an applied non-directory
+		}
+		if errors.Is(err, ErrCrossesMount) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("open directory %q: %w", cp, err)
@@ -112,13 +116,14 @@ func (a *applier) prune(fd int, p string) error {
 
 // recreateDir replaces directory pfd/name with a new empty one. keepMeta
 // copies the old one's ownership, mode, xattrs and times (for an opaque
-// marker; a directory entry sets its own). Its error wraps EBUSY when the
-// directory cannot be removed (a mount point).
+// marker; a directory entry sets its own).
 func (a *applier) recreateDir(pfd int, name, p string, keepMeta bool) error {
 	var old *savedDirMeta
 	if keepMeta {
 		var err error
-		if old, err = saveDirMeta(pfd, name); err != nil {
+		if old, err = saveDirMeta(pfd, name, p); errors.Is(err, ErrCrossesMount) {
+			return err
+		} else if err != nil {
 			return fmt.Errorf("read metadata: %w", err)
 		}
 	}
@@ -131,7 +136,7 @@ func (a *applier) recreateDir(pfd int, name, p string, keepMeta bool) error {
 	if old == nil {
 		return nil
 	}
-	return old.restore(pfd, name)
+	return old.restore(pfd, name, p)
 }
 
 // removeAt removes pfd/name (path p), a directory recursively, without
@@ -148,29 +153,45 @@ func (a *applier) removeAt(pfd int, name, p string) error {
 	if a.pool != nil {
 		a.pool.forgetDir()
 	}
-	a.invalidate(p)
-	if err := removeAllAt(pfd, name); err != nil {
+	// The cached parent goes too, whatever its name: through a symlink
+	// inside the root (a -> b), the directory removed as "b" may be the
+	// one cached as "a", and a name no longer tells what it opens.
+	a.retireCache()
+	if err := a.removeAllAt(pfd, name, p); err != nil {
 		return fmt.Errorf("remove %q: %w", p, err)
 	}
 	return nil
 }
 
-func removeAllAt(pfd int, name string) error {
-	err := unix.Unlinkat(pfd, name, 0)
-	if err == nil || errors.Is(err, unix.ENOENT) {
+// removeAllAt removes pfd/name (path p), a directory recursively, and
+// fails with ErrCrossesMount at a mount point, there or beneath, before
+// removing it or anything in it: a removal never leaves the root's mount.
+// Each name is checked before it is unlinked, not after a failure: from
+// outside the mount namespace a mount belongs to, unlinking its mount
+// point succeeds and silently detaches the mount.
+func (a *applier) removeAllAt(pfd int, name, p string) error {
+	st, err := a.statAt(pfd, name, p)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if !errors.Is(err, unix.EISDIR) {
+	if err != nil {
 		return err
 	}
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		err := unix.Unlinkat(pfd, name, 0)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	fd, err := openDirAt(pfd, name, p)
 	if err != nil {
 		return err
 	}
 	names, err := getdentsNames(fd)
 	for _, n := range names {
 		if err == nil {
-			err = removeAllAt(fd, n)
+			err = a.removeAllAt(fd, n, path.Join(p, n))
 		}
 	}
 	unix.Close(fd)

@@ -2,20 +2,22 @@
 
 package layer
 
-// Path resolution confined to the root, and the parent directory cache.
+// Path resolution confined to the root and to its mount, and the parent
+// directory cache.
 
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// resolveBeneath confines a path lookup to root: openat2(2) fails with
-// EXDEV if an absolute symlink or ".." would leave it, and refuses
-// /proc-style magic links outright.
-const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
+// resolveBeneath confines a path lookup to root and to root's mount:
+// openat2(2) fails with EXDEV if an absolute symlink or ".." would leave
+// the root or if the path crosses a mount point (into a volume mounted
+// inside the rootfs, or onto its root), and refuses /proc-style magic
+// links outright.
+const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_MAGICLINKS
 
 // parent returns an O_PATH descriptor of directory dir, resolved beneath
 // root; the applier owns it. With create, missing directories are made
@@ -112,7 +114,7 @@ func (a *applier) openBeneath(p string) (int, error) {
 			// unsure the lookup stayed beneath root; retry.
 			continue
 		case errors.Is(err, unix.EXDEV):
-			return -1, fmt.Errorf("%w: %q passes through a symlink leading out of the root", ErrInsecurePath, p)
+			return -1, a.exdev(p, how)
 		case errors.Is(err, unix.ELOOP):
 			return -1, fmt.Errorf("%w: %q: too many symlinks or a magic link: %w", ErrInsecurePath, p, err)
 		case errors.Is(err, unix.ENOSYS):
@@ -120,6 +122,76 @@ func (a *applier) openBeneath(p string) (int, error) {
 		}
 		return -1, fmt.Errorf("open directory %q: %w", p, err)
 	}
+}
+
+// exdev tells why resolving p failed with EXDEV: a symlink leading out of
+// the root (ErrInsecurePath), or a mount point on the way (ErrCrossesMount),
+// seen by resolving p again without RESOLVE_NO_XDEV.
+func (a *applier) exdev(p string, how *unix.OpenHow) error {
+	again := *how
+	again.Resolve &^= unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_SYMLINKS
+	fd, err := unix.Openat2(a.rootFd, p, &again)
+	if err == nil {
+		unix.Close(fd)
+		return fmt.Errorf("%w: %q passes through a mount point", ErrCrossesMount, p)
+	}
+	return fmt.Errorf("%w: %q passes through a symlink leading out of the root", ErrInsecurePath, p)
+}
+
+// openDirAt opens the directory pfd/name (not following a symlink) to read
+// or change it, refusing one that is another mount's root: pfd is on the
+// root's mount, and so is what it returns. p names it in errors.
+func openDirAt(pfd int, name, p string) (int, error) {
+	how := &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for {
+		fd, err := unix.Openat2(pfd, name, how)
+		switch {
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
+			continue
+		case errors.Is(err, unix.EXDEV):
+			return -1, fmt.Errorf("%w: %q is a mount point", ErrCrossesMount, p)
+		}
+		return fd, err
+	}
+}
+
+// statAt stats pfd/name without following a symlink, and refuses a mount
+// point (a name on which another mount sits: the lookup gives that
+// mount's root) with ErrCrossesMount. A change to that name would remove,
+// chmod, chown or touch another mount's root, or (from outside the mount
+// namespace it belongs to) detach the mount. Errors wrap the statx errno
+// (ENOENT for an absent name).
+func (a *applier) statAt(pfd int, name, p string) (*unix.Statx_t, error) {
+	var sx unix.Statx_t
+	for {
+		err := unix.Statx(pfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_TYPE|unix.STATX_MODE|unix.STATX_MNT_ID, &sx)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
+	}
+	if sx.Mnt_id != a.rootMnt {
+		return nil, fmt.Errorf("%w: %q is a mount point", ErrCrossesMount, p)
+	}
+	return &sx, nil
+}
+
+// rootMountID returns the id of the mount fd is on (Linux 5.8).
+func rootMountID(fd int) (uint64, error) {
+	var sx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &sx); err != nil {
+		return 0, fmt.Errorf("statx: %w", err)
+	}
+	if sx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, errors.New("statx gives no mount id (Linux 5.8 or later is needed to keep writes on the root's mount)")
+	}
+	return sx.Mnt_id, nil
 }
 
 // sawAlias notes that a path passed through a symlink inside the root: a
@@ -145,10 +217,20 @@ func (a *applier) dropCache() {
 	a.cacheInfo = dirInfo{}
 }
 
-// invalidate drops the cached parent if p is it or one of its ancestors:
-// p is about to be removed or replaced.
-func (a *applier) invalidate(p string) {
-	if a.cacheFd >= 0 && (p == "" || a.cacheDir == p || strings.HasPrefix(a.cacheDir, p+"/")) {
-		a.dropCache()
+// retireCache forgets the cached parent but keeps its descriptor open
+// until the entry being applied is done (closeRetired): the entry may be
+// using it as its own parent.
+func (a *applier) retireCache() {
+	if a.cacheFd >= 0 {
+		a.retired = append(a.retired, a.cacheFd)
 	}
+	a.cacheDir, a.cacheFd = "", -1
+	a.cacheInfo = dirInfo{}
+}
+
+func (a *applier) closeRetired() {
+	for _, fd := range a.retired {
+		unix.Close(fd)
+	}
+	a.retired = a.retired[:0]
 }

@@ -603,7 +603,7 @@ func TestApplyHostile(t *testing.T) {
 			for k, v := range tt.setup {
 				tree(t, root, map[string]string{k: strings.ReplaceAll(v, "{base}", base)})
 			}
-			before := snapshotOutside(t, base)
+			before := outside(t, base)
 			_, err := applyTo(t, root, buildTar(t, tt.entries(base)...))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
@@ -612,36 +612,11 @@ func TestApplyHostile(t *testing.T) {
 				t.Errorf("error %q does not name %q", err, tt.names)
 			}
 			t.Log(err)
-			if after := snapshotOutside(t, base); after != before {
-				t.Errorf("outside the root changed:\nbefore %s\nafter  %s", before, after)
+			if after := outside(t, base); after != before {
+				t.Errorf("outside the root changed:\n%s", testutil.TreeDiff(before, after))
 			}
 		})
 	}
-}
-
-// snapshotOutside describes base except its root/ subtree: names, modes,
-// sizes, mtimes and contents.
-func snapshotOutside(t testing.TB, base string) string {
-	t.Helper()
-	var sb strings.Builder
-	err := filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(base, p)
-		if rel == "root" {
-			return filepath.SkipDir
-		}
-		fmt.Fprintf(&sb, "%s %v %d %d;", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			sb.WriteString(readFile(t, p) + ";")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sb.String()
 }
 
 // The real use: the root is a merged overlay mount (a container's rootfs);
@@ -780,10 +755,10 @@ func TestApplyIdempotent(t *testing.T) {
 	root := t.TempDir()
 	b := buildTar(t, gvisorUpper()...)
 	mustApply(t, root, b)
-	first := snapshotOutside(t, root)
+	first := testutil.DescribeTree(t, root, testutil.WithoutCtime())
 	mustApply(t, root, b)
-	if second := snapshotOutside(t, root); second != first {
-		t.Errorf("second apply differs:\n%s\n%s", first, second)
+	if second := testutil.DescribeTree(t, root, testutil.WithoutCtime()); second != first {
+		t.Errorf("second apply differs:\n%s", testutil.TreeDiff(first, second))
 	}
 }
 

@@ -95,6 +95,7 @@ var (
 	ErrUnknownFormat      = errors.New("layer: unknown format")
 	ErrUnknownCompression = errors.New("layer: unknown compression")
 	ErrInsecurePath       = errors.New("layer: insecure path")
+	ErrCrossesMount       = errors.New("layer: crosses into another mount") // a restore would leave the root's mount (see Apply)
 	ErrDeviceNotAllowed   = errors.New("layer: device node not allowed")
 	ErrLimitExceeded      = errors.New("layer: limit exceeded")
 	ErrTruncated          = errors.New("layer: truncated snapshot")
