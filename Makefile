@@ -70,7 +70,7 @@ uninstall:
 	if [ -n "$(NRIPLUGINDIR)" ]; then rm -f $(DESTDIR)$(NRIPLUGINDIR)/10-ocisnap; fi
 
 deps:
-	hack/deps.sh test
+	GO="$(GO)" hack/deps.sh test
 
 # The README's test command: unit tests and end-to-end tests with real
 # podman, runc and overlay mounts (root; under CI=true nothing may skip).
