@@ -88,8 +88,9 @@ func Adjust(pod *api.PodSandbox, ctr *api.Container, hd *HooksDir) (*Decision, e
 	if err != nil {
 		return nil, err
 	}
+	ociHooks = withoutPresent(ociHooks, ctr.GetHooks())
 	if ociHooks == nil {
-		d.Why = "no ocisnap hooks.d file matches its annotations"
+		d.Why = "no ocisnap hooks.d file matches its annotations, or the runtime added their hooks already"
 		return d.dropOnly(forged), nil
 	}
 	adj := &api.ContainerAdjustment{}
@@ -170,4 +171,36 @@ func hasBindMounts(mounts []*api.Mount) bool {
 		}
 	}
 	return false
+}
+
+// withoutPresent drops from h the hooks the container already has in the
+// same stage (same path and args): CRI-O also reads hooks.d itself, and a
+// hook must not run twice. It returns nil when nothing is left.
+func withoutPresent(h *rspec.Hooks, have *api.Hooks) *rspec.Hooks {
+	if h == nil || have == nil {
+		return h
+	}
+	filter := func(add []rspec.Hook, present []*api.Hook) []rspec.Hook {
+		var out []rspec.Hook
+		for _, a := range add {
+			if !slices.ContainsFunc(present, func(p *api.Hook) bool {
+				return p.GetPath() == a.Path && slices.Equal(p.GetArgs(), a.Args)
+			}) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	out := &rspec.Hooks{
+		Prestart:        filter(h.Prestart, have.GetPrestart()), //nolint:staticcheck // the administrator's stage, kept
+		CreateRuntime:   filter(h.CreateRuntime, have.GetCreateRuntime()),
+		CreateContainer: filter(h.CreateContainer, have.GetCreateContainer()),
+		StartContainer:  filter(h.StartContainer, have.GetStartContainer()),
+		Poststart:       filter(h.Poststart, have.GetPoststart()),
+		Poststop:        filter(h.Poststop, have.GetPoststop()),
+	}
+	if len(out.Prestart)+len(out.CreateRuntime)+len(out.CreateContainer)+len(out.StartContainer)+len(out.Poststart)+len(out.Poststop) == 0 { //nolint:staticcheck
+		return nil
+	}
+	return out
 }

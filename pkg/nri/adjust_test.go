@@ -278,3 +278,29 @@ func TestHooksDirStagesAndReload(t *testing.T) {
 		t.Fatalf("removed override still used: %v", d.Files)
 	}
 }
+
+// TestAdjustHooksAlreadyThere: a container that already has the file's
+// hooks (CRI-O read hooks.d itself) does not get them twice; one that has
+// only some gets the rest.
+func TestAdjustHooksAlreadyThere(t *testing.T) {
+	dir, bin := hooksDir(t, map[string]string{"ocisnap.json": ocisnapJSON})
+	hd := NewHooksDir([]string{dir}, quietLog())
+	args := []string{"ocisnap-hook", "--allow-dir", "/srv/snaps/{namespace}"}
+	c := ctr("app1", map[string]string{"io.ocisnap.export": "/srv/snaps/team-a/s.tar"})
+	c.Hooks = &api.Hooks{CreateRuntime: []*api.Hook{{Path: bin, Args: args}}, Poststop: []*api.Hook{{Path: bin, Args: args}}}
+	d, err := Adjust(pod(nil), c, hd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Adjustment != nil {
+		t.Errorf("hooks added twice: %v", d.Adjustment)
+	}
+	c.Hooks = &api.Hooks{CreateRuntime: []*api.Hook{{Path: bin, Args: args}}}
+	d, err = Adjust(pod(nil), c, hd)
+	if err != nil || d.Adjustment == nil {
+		t.Fatal(err, d)
+	}
+	if h := d.Adjustment.Hooks; len(h.CreateRuntime) != 0 || len(h.Poststop) != 1 {
+		t.Errorf("hooks %v, want only poststop", h)
+	}
+}
