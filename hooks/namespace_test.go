@@ -52,3 +52,4 @@ func TestExplainNamespace(t *testing.T) {
 		t.Fatalf("bad --identity-from: %+v", acts)
 	}
 }
+
