@@ -52,4 +52,3 @@ func TestExplainNamespace(t *testing.T) {
 		t.Fatalf("bad --identity-from: %+v", acts)
 	}
 }
-
