@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -275,3 +278,32 @@ func merge(ms ...map[string]string) map[string]string {
 }
 
 func md5hex(s string) string { return fmt.Sprintf("%x", md5.Sum([]byte(s))) }
+
+// TestNRIPluginCommandLine: a bad flag or an argument exits 2 naming it;
+// --version prints the version; a socket nobody serves is retried, not
+// fatal, until SIGTERM (exit 0).
+func TestNRIPluginCommandLine(t *testing.T) {
+	for _, args := range [][]string{{"--frobnicate"}, {"extra"}, {"--log-level", "loud"}} {
+		out, err := exec.Command(nriBin, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), args[0]) {
+			t.Errorf("ocisnap-nri %v: %v, %s; want exit 2 naming %s", args, err, out, args[0])
+		}
+	}
+	out, err := exec.Command(nriBin, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ocisnap-nri version ") {
+		t.Errorf("--version: %v, %s", err, out)
+	}
+	cmd := exec.Command(nriBin, "--socket", filepath.Join(t.TempDir(), "none.sock"), "--hooks-dir", t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	must(t, cmd.Start())
+	time.Sleep(1500 * time.Millisecond)
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "reconnecting in") {
+		t.Errorf("no retry logged:\n%s", stderr.String())
+	}
+}
