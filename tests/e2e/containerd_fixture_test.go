@@ -73,6 +73,15 @@ type ctrd struct {
 // installed hook with extra hook args, and starts ocisnap-nri.
 func newCtrd(t *testing.T, hookArgs ...string) *ctrd {
 	t.Helper()
+	return newCtrdWith(t, false, hookArgs...)
+}
+
+// newCtrdWith is newCtrd; passthrough makes containerd pass every pod and
+// container annotation into the containers' specs (the runtime's
+// pod_annotations and container_annotations "*"), so that a forged engine
+// key reaches the spec before containerd writes its own.
+func newCtrdWith(t *testing.T, passthrough bool, hookArgs ...string) *ctrd {
+	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "runc", "podman", "busybox")
 	bins := ctrdBinDir()
@@ -89,6 +98,11 @@ func newCtrd(t *testing.T, hookArgs ...string) *ctrd {
 		must(t, os.MkdirAll(d, 0o700))
 	}
 	t.Cleanup(c.cleanup)
+	pass := ""
+	if passthrough {
+		pass = `    pod_annotations = ["*"]
+    container_annotations = ["*"]`
+	}
 	conf := fmt.Sprintf(`version = 3
 root = %[1]q
 state = %[2]q
@@ -99,6 +113,7 @@ state = %[2]q
   restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
+%[8]s
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
       BinaryName = "/usr/sbin/runc"
 [plugins."io.containerd.cri.v1.images".pinned_images]
@@ -109,7 +124,7 @@ state = %[2]q
   plugin_path = %[6]q
   plugin_config_path = %[7]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, ctrdImage, c.nriSock,
-		filepath.Join(dir, "nri-plugins"), filepath.Join(dir, "nri-conf"))
+		filepath.Join(dir, "nri-plugins"), filepath.Join(dir, "nri-conf"), pass)
 	must(t, os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o600))
 	must(t, os.WriteFile(filepath.Join(dir, "crictl.yaml"),
 		[]byte("runtime-endpoint: unix://"+c.sock+"\nimage-endpoint: unix://"+c.sock+"\ntimeout: 60\n"), 0o600))

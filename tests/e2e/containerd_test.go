@@ -140,10 +140,12 @@ func TestContainerdContainerAnnotationsAndImageView(t *testing.T) {
 // export); a team-a pod naming team-b's snapshot, for restore or export, is
 // refused at start, also when its pod or container annotations claim
 // io.kubernetes.cri.sandbox-namespace: team-b, and team-b's snapshot is
-// untouched. With --identity-from nri the plugin's stamp is used; a forged
-// stamp is replaced.
+// untouched. containerd passes every annotation through to the specs here,
+// so the forged keys do reach them, before containerd writes its own. With
+// --identity-from nri the plugin's stamp is used; a forged stamp is
+// replaced.
 func TestContainerdTenants(t *testing.T) {
-	c := newCtrd(t)
+	c := newCtrdWith(t, true)
 	tenants := filepath.Join(c.dir, "tenants")
 	must(t, os.Mkdir(tenants, 0o700))
 	c.writeHooksD("--allow-dir", filepath.Join(tenants, "{namespace}"))
@@ -184,7 +186,15 @@ func TestContainerdTenants(t *testing.T) {
 			map[string]string{"io.ocisnap.nri.namespace": "team-b"}, "io.ocisnap.restore"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := c.runPod(podSpec{name: "evil", namespace: "team-a", annotations: tc.pod}, true, ctrSpec{name: "app", annotations: tc.ctr})
+			p := c.runPod(podSpec{name: "evil", namespace: "team-a", annotations: merge(tc.pod, map[string]string{"e2e.ocisnap.pod": "passed"})}, true,
+				ctrSpec{name: "app", annotations: merge(tc.ctr, map[string]string{"e2e.ocisnap.ctr": "passed"})})
+			ann, _ := p.runtimeSpec("app")["annotations"].(map[string]any)
+			if ann["e2e.ocisnap.pod"] != "passed" || ann["e2e.ocisnap.ctr"] != "passed" {
+				t.Fatalf("containerd does not pass annotations through: %v", ann)
+			}
+			if ann["io.kubernetes.cri.sandbox-namespace"] != "team-a" || ann["io.ocisnap.nri.namespace"] != "team-a" {
+				t.Errorf("namespace keys in the spec: cri %v, nri %v; want team-a", ann["io.kubernetes.cri.sandbox-namespace"], ann["io.ocisnap.nri.namespace"])
+			}
 			out, err := c.crictlErr("start", p.ctrs["app"])
 			if err == nil {
 				t.Fatalf("a team-a container naming team-b's snapshot started")
