@@ -225,6 +225,7 @@ func TestHooksDirStagesAndReload(t *testing.T) {
 		  "stages": ["prestart", "createContainer"]}`,
 		"other-vendor.json": `{"version": "1.0.0", "hook": {"path": %q}, "when": {"always": true}, "stages": ["poststart"]}`,
 		"ocisnap-bad.json":  `{"version": "9"}`,
+		"ocisnap-gone.json": `{"version": "1.0.0", "hook": {"path": "/nonexistent/ocisnap-hook%.0q"}, "when": {"always": true}, "stages": ["poststart"]}`,
 	})
 	hd := NewHooksDir([]string{dflt}, quietLog())
 	c := ctr("app1", map[string]string{"io.ocisnap.view": "image"})
