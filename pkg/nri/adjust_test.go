@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -303,5 +304,31 @@ func TestAdjustHooksAlreadyThere(t *testing.T) {
 	}
 	if h := d.Adjustment.Hooks; len(h.CreateRuntime) != 0 || len(h.Poststop) != 1 {
 		t.Errorf("hooks %v, want only poststop", h)
+	}
+}
+
+// TestConfigure: the runtime's configuration sets the hooks.d directories
+// (a plugin started from /opt/nri/plugins has no command line); a bad one
+// fails the registration; none keeps the command line's.
+func TestConfigure(t *testing.T) {
+	dir, _ := hooksDir(t, map[string]string{"ocisnap.json": ocisnapJSON})
+	p := &Plugin{Hooks: NewHooksDir([]string{t.TempDir()}, quietLog()), Log: quietLog()}
+	c := ctr("app1", map[string]string{"io.ocisnap.export": "/a.tar"})
+	if d, _ := Adjust(pod(nil), c, p.Hooks); d.Adjustment != nil {
+		t.Fatal("hooks from an empty directory")
+	}
+	if _, err := p.Configure(t.Context(), "", "containerd", "2.4"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Configure(t.Context(), `{"hooksDirs": [`+strconv.Quote(dir)+`]}`, "containerd", "2.4"); err != nil {
+		t.Fatal(err)
+	}
+	if adj, _, err := p.CreateContainer(t.Context(), pod(nil), c); err != nil || adj == nil || len(adj.Hooks.CreateRuntime) != 1 {
+		t.Fatalf("after Configure: %v, %v", adj, err)
+	}
+	for _, bad := range []string{`{"hooksDir": ["/x"]}`, `{"hooksDirs": ["rel"]}`, `not json`} {
+		if _, err := p.Configure(t.Context(), bad, "containerd", "2.4"); err == nil {
+			t.Errorf("Configure(%s) accepted", bad)
+		}
 	}
 }

@@ -73,15 +73,25 @@ type ctrd struct {
 // installed hook with extra hook args, and starts ocisnap-nri.
 func newCtrd(t *testing.T, hookArgs ...string) *ctrd {
 	t.Helper()
-	return newCtrdWith(t, false, hookArgs...)
+	return newCtrdWith(t, ctrdOpts{}, hookArgs...)
 }
 
-// newCtrdWith is newCtrd; passthrough makes containerd pass every pod and
-// container annotation into the containers' specs (the runtime's
-// pod_annotations and container_annotations "*"), so that a forged engine
-// key reaches the spec before containerd writes its own.
-func newCtrdWith(t *testing.T, passthrough bool, hookArgs ...string) *ctrd {
+type ctrdOpts struct {
+	// passthrough makes containerd pass every pod and container annotation
+	// into the containers' specs (the runtime's pod_annotations and
+	// container_annotations "*"), so that a forged engine key reaches the
+	// spec before containerd writes its own.
+	passthrough bool
+	// preinstalled links the plugin into containerd's NRI plugin_path as
+	// 10-ocisnap, with its hooks.d directory in plugin_config_path's
+	// 10-ocisnap.conf, instead of starting it: containerd starts it.
+	preinstalled bool
+}
+
+// newCtrdWith is newCtrd with options.
+func newCtrdWith(t *testing.T, opts ctrdOpts, hookArgs ...string) *ctrd {
 	t.Helper()
+	passthrough := opts.passthrough
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "runc", "podman", "busybox")
 	bins := ctrdBinDir()
@@ -128,11 +138,39 @@ state = %[2]q
 	must(t, os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o600))
 	must(t, os.WriteFile(filepath.Join(dir, "crictl.yaml"),
 		[]byte("runtime-endpoint: unix://"+c.sock+"\nimage-endpoint: unix://"+c.sock+"\ntimeout: 60\n"), 0o600))
+	c.writeHooksD(hookArgs...)
+	if opts.preinstalled {
+		must(t, os.Symlink(nriBin, filepath.Join(dir, "nri-plugins", "10-ocisnap")))
+		must(t, os.WriteFile(filepath.Join(dir, "nri-conf", "10-ocisnap.conf"),
+			jsonMarshal(t, map[string]any{"hooksDirs": []string{c.hooksD}}), 0o644))
+	}
 	c.startContainerd()
 	c.importImage()
-	c.writeHooksD(hookArgs...)
-	c.startPlugin()
+	if !opts.preinstalled {
+		c.startPlugin()
+	}
 	return c
+}
+
+// preinstalledPlugins returns the pids of the plugins containerd started
+// from its plugin_path.
+func (c *ctrd) preinstalledPlugins() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe != nriBin {
+			continue
+		}
+		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(cl, []byte(filepath.Join(c.dir, "nri-plugins"))) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (c *ctrd) startContainerd() {
@@ -267,6 +305,9 @@ func (c *ctrd) cleanup() {
 		if bytes.Contains(cl, []byte("containerd-shim")) && bytes.Contains(cl, []byte(c.sock)) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+	for _, pid := range c.preinstalledPlugins() {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, m := range c.mountsUnder() {
 		exec.Command("umount", "-l", m).Run()

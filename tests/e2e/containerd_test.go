@@ -145,7 +145,7 @@ func TestContainerdContainerAnnotationsAndImageView(t *testing.T) {
 // --identity-from nri the plugin's stamp is used; a forged stamp is
 // replaced.
 func TestContainerdTenants(t *testing.T) {
-	c := newCtrdWith(t, true)
+	c := newCtrdWith(t, ctrdOpts{passthrough: true})
 	tenants := filepath.Join(c.dir, "tenants")
 	must(t, os.Mkdir(tenants, 0o700))
 	c.writeHooksD("--allow-dir", filepath.Join(tenants, "{namespace}"))
@@ -275,6 +275,37 @@ func TestContainerdPluginStopped(t *testing.T) {
 		t.Errorf("restore after containerd restarted: %q", got)
 	}
 	s.remove()
+}
+
+// TestContainerdPreinstalledPlugin: the plugin linked into containerd's NRI
+// plugin_path as 10-ocisnap (as the packages install it in
+// /opt/nri/plugins) is started by containerd, takes its hooks.d directory
+// from plugin_config_path/10-ocisnap.conf, exits when containerd stops, and
+// is started again with containerd.
+func TestContainerdPreinstalledPlugin(t *testing.T) {
+	c := newCtrdWith(t, ctrdOpts{preinstalled: true})
+	if n := len(c.preinstalledPlugins()); n != 1 {
+		t.Fatalf("%d plugin processes started by containerd, want 1", n)
+	}
+	snap := filepath.Join(c.snaps, "pre.tar")
+	p := c.runPod(podSpec{name: "pre", namespace: "default", annotations: map[string]string{"io.ocisnap.export": snap}}, false,
+		ctrSpec{name: "app", script: "echo pre > /etc/app/app.conf"})
+	if h := ocisnapHooks(p.runtimeSpec("app")); len(h) != 2 {
+		t.Errorf("hooks from the pre-installed plugin: %v", h)
+	}
+	p.remove()
+	if tarContents(t, snap)["./etc/app/app.conf"] != "f:pre\n" {
+		t.Fatal("no export through the pre-installed plugin")
+	}
+	c.stopContainerd()
+	c.waitFor("the pre-installed plugin to exit with containerd", 10*time.Second, func() bool { return len(c.preinstalledPlugins()) == 0 })
+	c.startContainerd()
+	c.waitFor("containerd to start the plugin again", 10*time.Second, func() bool { return len(c.preinstalledPlugins()) == 1 })
+	q := c.runPod(podSpec{name: "pre2", namespace: "default", annotations: map[string]string{"io.ocisnap.restore": snap}}, false, ctrSpec{name: "app"})
+	if got := q.read("app", "etc/app/app.conf"); got != "pre\n" {
+		t.Errorf("restore after containerd restarted its plugin: %q", got)
+	}
+	q.remove()
 }
 
 func merge(ms ...map[string]string) map[string]string {
