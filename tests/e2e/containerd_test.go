@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
 // TestContainerdPerContainerSnapshots: one pod, containers app1 and app2,
@@ -111,6 +113,17 @@ func TestContainerdContainerAnnotationsAndImageView(t *testing.T) {
 	}
 	if h := ocisnapHooks(p.runtimeSpec("app")); len(h) != 2 {
 		t.Errorf("ocisnap hooks %v", h)
+	}
+	// The view's layers are containerd's overlayfs snapshots.
+	rec, err := statefile.Dir{Path: c.state}.Read(p.ctrs["app"])
+	must(t, err)
+	if rec.Overlay == nil || len(rec.Overlay.Lowers) == 0 {
+		t.Fatalf("no overlay recorded: %+v", rec)
+	}
+	for _, l := range rec.Overlay.Lowers {
+		if !strings.Contains(l, "/io.containerd.snapshotter.v1.overlayfs/snapshots/") || !strings.HasSuffix(l, "/fs") {
+			t.Errorf("lower %s is not a containerd overlayfs snapshot", l)
+		}
 	}
 	p.remove()
 	// The hook's views directory stays a private mount (by design: views
