@@ -7,6 +7,14 @@ BINDIR     ?= $(PREFIX)/bin
 HOOKDIR    ?= $(PREFIX)/libexec/oci/hooks.d
 HOOKSJSON  ?= $(PREFIX)/share/containers/oci/hooks.d
 MANDIR     ?= $(PREFIX)/share/man
+# The NRI plugin, its systemd unit, and containerd's pre-installed plugin
+# directory (its NRI plugin_path), where a link 10-ocisnap makes containerd
+# start the plugin itself. NRIPLUGINDIR is empty unless DESTDIR is set (a
+# package build), so that `make install PREFIX=dir` writes nothing outside
+# dir; set it to install the link.
+NRIDIR     ?= $(PREFIX)/libexec/ocisnap
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+NRIPLUGINDIR ?= $(if $(DESTDIR),/opt/nri/plugins)
 # The default allowed snapshot directory (the hook's --allow-dir default)
 # and view directory (its --allow-view-dir default).
 SNAPDIR    ?= /var/lib/ocisnap
@@ -19,7 +27,7 @@ export SOURCE_DATE_EPOCH
 PKG        := github.com/ocisnap/ocisnap
 LDFLAGS    := -s -w -buildid= -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
-BINARIES   := ocisnap-hook ocisnap
+BINARIES   := ocisnap-hook ocisnap ocisnap-nri
 TEST_TIMEOUT ?= 60m
 TEST_FUZZTIME ?= 20s
 TEST_BENCH_MAX_RATIO ?= 2.0
@@ -42,6 +50,11 @@ install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(HOOKSJSON)
 	install -m 0755 bin/ocisnap-hook $(DESTDIR)$(HOOKDIR)/ocisnap-hook
 	if [ -x bin/ocisnap ]; then install -m 0755 bin/ocisnap $(DESTDIR)$(BINDIR)/ocisnap; fi
+	install -d -m 0755 $(DESTDIR)$(NRIDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 bin/ocisnap-nri $(DESTDIR)$(NRIDIR)/ocisnap-nri
+	sed -e 's|@NRIDIR@|$(NRIDIR)|g' -e 's|@HOOKSJSON@|$(HOOKSJSON)|g' packaging/systemd/ocisnap-nri.service > $(DESTDIR)$(UNITDIR)/ocisnap-nri.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ocisnap-nri.service
+	if [ -n "$(NRIPLUGINDIR)" ]; then install -d -m 0755 $(DESTDIR)$(NRIPLUGINDIR) && ln -sfn $(NRIDIR)/ocisnap-nri $(DESTDIR)$(NRIPLUGINDIR)/10-ocisnap; fi
 	sed 's|"path": "[^"]*"|"path": "$(HOOKDIR)/ocisnap-hook"|' oci-hooks.d/ocisnap.json > $(DESTDIR)$(HOOKSJSON)/ocisnap.json
 	@# The snapshot and view directories: only root can make them outside DESTDIR; never loosen an existing one.
 	[ -d $(DESTDIR)$(SNAPDIR) ] || install -d -m 0700 $(DESTDIR)$(SNAPDIR) 2>/dev/null || echo "note: could not create $(DESTDIR)$(SNAPDIR) (not root?)"
@@ -53,9 +66,11 @@ install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 
 uninstall:
 	rm -f $(DESTDIR)$(HOOKDIR)/ocisnap-hook $(DESTDIR)$(BINDIR)/ocisnap $(DESTDIR)$(HOOKSJSON)/ocisnap.json
+	rm -f $(DESTDIR)$(NRIDIR)/ocisnap-nri $(DESTDIR)$(UNITDIR)/ocisnap-nri.service
+	if [ -n "$(NRIPLUGINDIR)" ]; then rm -f $(DESTDIR)$(NRIPLUGINDIR)/10-ocisnap; fi
 
 deps:
-	hack/deps.sh test
+	GO="$(GO)" hack/deps.sh test
 
 # The README's test command: unit tests and end-to-end tests with real
 # podman, runc and overlay mounts (root; under CI=true nothing may skip).

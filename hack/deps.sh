@@ -13,6 +13,29 @@ case "${1:-test}" in
            pkgs+=(libarchive-tools strace e2fsprogs mount time util-linux) ;;
   demo)    ;;
 esac
+
+# containerd 2.4 (with its runc shim and ctr) and crictl 1.37 for the
+# Kubernetes end-to-end tests of ocisnap-nri (tests/e2e/containerd_*_test.go):
+# Debian's containerd is older, so they are built from the Go module proxy
+# (about 2 minutes, once) into a cache the tests look in.
+CONTAINERD_VERSION=v2.4.2
+CRICTL_VERSION=v1.37.0
+ctrd_bin=${OCISNAP_TEST_BIN:-/var/cache/ocisnap-test/bin}
+build_containerd() {
+  local need=()
+  for b in containerd containerd-shim-runc-v2 ctr crictl; do [ -x "$ctrd_bin/$b" ] || need+=("$b"); done
+  [ ${#need[@]} -eq 0 ] && return 0
+  local go=${GO:-go}
+  command -v "$go" >/dev/null 2>&1 || { echo "building ${need[*]} needs go in PATH" >&2; return 1; }
+  echo "building containerd $CONTAINERD_VERSION and crictl $CRICTL_VERSION into $ctrd_bin" >&2
+  mkdir -p "$ctrd_bin"
+  local m=github.com/containerd/containerd/v2/cmd
+  GOBIN=$ctrd_bin CGO_ENABLED=0 "$go" install -tags no_btrfs,no_devmapper,no_zfs \
+    "$m/containerd@$CONTAINERD_VERSION" "$m/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/ctr@$CONTAINERD_VERSION"
+  GOBIN=$ctrd_bin CGO_ENABLED=0 "$go" install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+}
+if [ "${1:-test}" = test ]; then build_containerd; fi
+
 missing=()
 for i in "${!want[@]}"; do command -v "${want[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -21,8 +22,13 @@ type Config struct {
 	// runtime's remaining poststop hooks.
 	StrictExport bool
 	// Stage forces the stage; empty means "from the state's status".
-	Stage  string
-	Logger *slog.Logger
+	Stage string
+	// IdentityFrom names where a container's Kubernetes namespace, which
+	// replaces {namespace} in --allow-dir values, is read from:
+	// ocistate.IdentityEngine (the engine's own key, the default) or
+	// ocistate.IdentityNRI (ocisnap-nri's stamp).
+	IdentityFrom string
+	Logger       *slog.Logger
 
 	// defaultAllowDir is the built-in snapshot directory, which the hook
 	// may create (0700) when an export needs it and it is still allowed.
@@ -37,9 +43,10 @@ type Config struct {
 // $XDG_RUNTIME_DIR/ocisnap.
 func DefaultConfig() Config {
 	cfg := Config{
-		Policy:   policy.Default(),
-		StateDir: statefile.DefaultDir,
-		Logger:   slog.Default(),
+		Policy:       policy.Default(),
+		StateDir:     statefile.DefaultDir,
+		IdentityFrom: ocistate.IdentityEngine,
+		Logger:       slog.Default(),
 	}
 	if uid, rootless := hostUID(); rootless {
 		state, allow, views := userDefaults(uid)
@@ -62,6 +69,8 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.Policy.AllowDevices, "allow-devices", cfg.Policy.AllowDevices, "let a restore create device nodes")
 	fs.BoolVar(&cfg.Policy.GVisorCompat, "gvisor-compat", cfg.Policy.GVisorCompat,
 		"honour gVisor's dev.gvisor.tar.rootfs.upper annotation like io.ocisnap.restore")
+	fs.StringVar(&cfg.IdentityFrom, "identity-from", cfg.IdentityFrom,
+		"where the Kubernetes namespace for {namespace} in --allow-dir comes from: engine (containerd's or CRI-O's own key) or nri (ocisnap-nri's stamp)")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")

@@ -56,6 +56,8 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		name = annotations[ocistate.AnnotationCRIOName]
 	}
 	c := &ocistate.Container{State: st, Name: name}
+	ns, _ := ocistate.Namespace(annotations, cfg.IdentityFrom)
+	cfg.Policy = cfg.Policy.Scoped(ns)
 	req, err := parseRequest(c, &cfg)
 	if err != nil {
 		return []Action{{Stage: acting, Action: "error", Problem: err.Error() + " (the container fails to start)"}}

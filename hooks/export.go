@@ -15,6 +15,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/overlay"
+	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 	"github.com/ocisnap/ocisnap/pkg/view"
@@ -24,6 +25,11 @@ import (
 // create time, so that the user learns it when the container starts.
 func (h *hook) checkExportDest(e *exportRequest) error {
 	h.ensureDefaultAllowDir()
+	if h.ns != "" {
+		if err := policy.MkdirScoped(&h.base, h.ns); err != nil {
+			h.log.Warn("create the namespace's snapshot directory", "err", err)
+		}
+	}
 	dir, _, err := h.cfg.Policy.OpenParent(e.dest)
 	if err != nil {
 		return err
@@ -59,6 +65,7 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 		MountDestinations: c.MountDestinations(),
 		UIDMappings:       c.UIDMappings(),
 		GIDMappings:       c.GIDMappings(),
+		Namespace:         h.ns,
 	}
 	if rec.Pid > 0 {
 		if start, err := procstat.StartTime(rec.Pid); err == nil {

@@ -2,8 +2,11 @@ package hooks
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
 // CommandLine is ocisnap-hook's command line: a hooks.d file's hook.args
@@ -59,5 +62,10 @@ func (c *CommandLine) Parse(args []string) error {
 	// A policy the administrator got wrong (a relative directory, view and
 	// snapshot directories that overlap) fails every run, before any
 	// container's request is looked at.
+	switch c.Config.IdentityFrom {
+	case ocistate.IdentityEngine, ocistate.IdentityNRI:
+	default:
+		return fmt.Errorf("--identity-from %q: want %s or %s", c.Config.IdentityFrom, ocistate.IdentityEngine, ocistate.IdentityNRI)
+	}
 	return c.Config.Policy.Validate()
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/runtimestate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
@@ -91,7 +92,8 @@ func GC(ctx context.Context, cfg Config) (GCReport, error) {
 		rep.Removed = append(rep.Removed, rec.ID)
 	}
 	for _, d := range cfg.Policy.AllowDirs {
-		temps, err := cleanTemps(ctx, d)
+		// A {namespace} template: every tenant's directory is below its prefix.
+		temps, err := cleanTemps(ctx, policy.TemplatePrefix(d))
 		rep.Temps = append(rep.Temps, temps...)
 		if err != nil {
 			errs = append(errs, err)

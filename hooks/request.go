@@ -210,8 +210,8 @@ func checkKeys(ann map[string]string) error {
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(ann)) {
 		rest, ok := strings.CutPrefix(k, keyPrefix)
-		if !ok {
-			continue
+		if !ok || strings.HasPrefix(k, ocistate.AnnotationNRIPrefix) {
+			continue // not ours, or ocisnap-nri's stamps (which it owns)
 		}
 		// Option keys use hyphens, never dots: what follows the first dot
 		// is a container name.

@@ -77,6 +77,9 @@ func TestParseRequest(t *testing.T) {
 		// per-container form, for any container name.
 		{name: "per-container-other-name", ann: app(map[string]string{KeyRestore + ".web": "/w", KeyView + ".db": "image",
 			KeyViewBinds + ".db": "a:/b", KeyExportFormat + ".a.b": "oci"})},
+		{name: "nri-stamps", ann: map[string]string{KeyExport: "/var/lib/ocisnap/a.tar",
+			ocistate.AnnotationNRINamespace: "team-a", ocistate.AnnotationNRIPodName: "p", ocistate.AnnotationNRIContainerName: "c"},
+			export: &exportRequest{dest: "/var/lib/ocisnap/a.tar", format: layer.FormatOverlay, compression: layer.CompressionNone}},
 		{name: "typo", ann: map[string]string{"io.ocisnap.restor": "/var/lib/ocisnap/a.tar"},
 			errKey: "io.ocisnap.restor", errIs: []error{ErrUnknownKey},
 			errMsg: "io.ocisnap.restor=/var/lib/ocisnap/a.tar: unknown annotation; did you mean io.ocisnap.restore?"},

@@ -7,10 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
+	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
@@ -48,7 +50,7 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader) error {
 		}
 	}
 	log := cfg.Logger.With("container", st.ID, "stage", stage)
-	h := &hook{cfg: &cfg, log: log, state: sd}
+	h := &hook{cfg: &cfg, base: cfg.Policy, log: log, state: sd}
 	switch stage {
 	case StagePoststop:
 		err = h.poststop(ctx, st)
@@ -91,9 +93,32 @@ func stageOf(forced string, st *specs.State) (string, error) {
 }
 
 type hook struct {
-	cfg   *Config
+	cfg *Config
+	// base is the administrator's policy before scoping: cfg.Policy is
+	// scoped to the container's namespace (scope) once it is known.
+	base  policy.Policy
+	ns    string
 	log   *slog.Logger
 	state statefile.Dir
+}
+
+// scope fills {namespace} in the allowed directories with ns, the
+// container's Kubernetes namespace ("" for none: templates then allow
+// nothing).
+func (h *hook) scope(ns string) {
+	h.ns = ns
+	h.cfg.Policy = h.base.Scoped(ns)
+}
+
+// namespaceOf reads the container's namespace from the keys --identity-from
+// trusts; keys that disagree (a forged one) give no namespace, and a
+// warning when the policy has {namespace} templates.
+func (h *hook) namespaceOf(ann map[string]string) string {
+	ns, err := ocistate.Namespace(ann, h.cfg.IdentityFrom)
+	if err != nil && slices.ContainsFunc(h.base.AllowDirs, policy.HasNamespace) {
+		h.log.Warn("no namespace for {namespace} directories", "err", err)
+	}
+	return ns
 }
 
 // create runs at prestart/createRuntime/createContainer: restore first (the
@@ -107,6 +132,7 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 	if c.Spec == nil {
 		return fmt.Errorf("no config.json in bundle %q", st.Bundle)
 	}
+	h.scope(h.namespaceOf(c.Annotations()))
 	req, err := parseRequest(c, h.cfg)
 	if err != nil {
 		return err
@@ -157,6 +183,7 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 		h.log.Error("unreadable state; nothing released or exported (see ocisnap gc)", "err", err)
 		return h.strict(err)
 	}
+	h.scope(rec.Namespace)
 	keep := false
 	if len(rec.Views) > 0 {
 		if err := h.releaseViews(ctx, rec); err != nil {

@@ -80,6 +80,8 @@ var ErrOverlap = errors.New("policy: view and snapshot directories overlap")
 type Policy struct {
 	// AllowDirs are absolute directories that restore sources and export
 	// destinations must lie inside (--allow-dir). Empty allows nothing.
+	// An entry holding NamespacePlaceholder is a template that allows
+	// nothing until Scoped replaces it with a container's namespace.
 	AllowDirs []string
 	// ViewDirs are absolute directories that dir:/file: view sources must
 	// lie inside (--allow-view-dir). Empty allows no such view. They must
@@ -122,10 +124,14 @@ func (p *Policy) Validate() error {
 		if !filepath.IsAbs(d) {
 			return fmt.Errorf("policy: view directory %q is not an absolute path", d)
 		}
+		if HasNamespace(d) {
+			return fmt.Errorf("policy: view directory %q: %s is only replaced in --allow-dir and --allow-registry values", d, NamespacePlaceholder)
+		}
 	}
 	for _, v := range p.ViewDirs {
 		for _, a := range p.AllowDirs {
-			if err := checkApart(v, a); err != nil {
+			// A template's tenants all live below its prefix: compare that.
+			if err := checkApart(v, a, TemplatePrefix(a)); err != nil {
 				return err
 			}
 		}
@@ -134,9 +140,10 @@ func (p *Policy) Validate() error {
 }
 
 // checkApart returns an ErrOverlap error if the view directory v and the
-// allowed directory a overlap, lexically or once symlinks are resolved.
-func checkApart(v, a string) error {
-	cv, ca := filepath.Clean(v), filepath.Clean(a)
+// allowed directory a (compared as ac: a itself, or the prefix of a
+// {namespace} template) overlap, lexically or once symlinks are resolved.
+func checkApart(v, a, ac string) error {
+	cv, ca := filepath.Clean(v), filepath.Clean(ac)
 	rv, ra := realPath(cv), realPath(ca)
 	how := ""
 	switch {
@@ -251,7 +258,7 @@ func (p *Policy) resolve(unsafePath string, r role) (dir, rel string, err error)
 		if !filepath.IsAbs(d) {
 			continue
 		}
-		d = filepath.Clean(d)
+		d = TemplatePrefix(d)
 		if _, in := within(d, clean); in || clean == d {
 			return "", "", notAllowed(unsafePath, fmt.Sprintf(otherFmt, d))
 		}
@@ -259,7 +266,8 @@ func (p *Policy) resolve(unsafePath string, r role) (dir, rel string, err error)
 	isDir := false
 	var valid []string
 	for _, d := range dirs {
-		if !filepath.IsAbs(d) {
+		// A {namespace} template allows nothing until Scoped fills it in.
+		if !filepath.IsAbs(d) || HasNamespace(d) {
 			continue
 		}
 		d = filepath.Clean(d)

@@ -50,6 +50,10 @@ type Record struct {
 	GIDMappings       []specs.LinuxIDMapping `json:"gidMappings,omitempty"`
 	Export            *Export                `json:"export,omitempty"`
 	Views             []View                 `json:"views,omitempty"`
+	// Namespace is the container's Kubernetes namespace as the hook
+	// trusted it at create time ("" for none), which scopes {namespace}
+	// directories for the export at poststop.
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // Overlay describes an overlay mount as found in mountinfo.

@@ -22,6 +22,7 @@ var (
 	prefix   string // make install PREFIX=
 	hookBin  string // $prefix/libexec/oci/hooks.d/ocisnap-hook
 	cliBin   string // $prefix/bin/ocisnap
+	nriBin   string // $prefix/libexec/ocisnap/ocisnap-nri
 	hooksDir string // $prefix/share/containers/oci/hooks.d
 	repoRoot string
 )
@@ -64,6 +65,7 @@ func run(m *testing.M) int {
 	}
 	hookBin = filepath.Join(prefix, "libexec/oci/hooks.d/ocisnap-hook")
 	cliBin = filepath.Join(prefix, "bin/ocisnap")
+	nriBin = filepath.Join(prefix, "libexec/ocisnap/ocisnap-nri")
 	hooksDir = filepath.Join(prefix, "share/containers/oci/hooks.d")
 	return m.Run()
 }

@@ -128,7 +128,7 @@ say "reproducible binaries: the .deb's and the .rpm's (two cold builds) are iden
 mkdir -p "$T/x/deb" "$T/x/rpm"
 dpkg-deb -x "$DEB" "$T/x/deb"
 rpm2archive - < "$RPM" | tar -xzf - -C "$T/x/rpm"
-bins=(usr/libexec/oci/hooks.d/ocisnap-hook)
+bins=(usr/libexec/oci/hooks.d/ocisnap-hook usr/libexec/ocisnap/ocisnap-nri)
 $has_cli && bins+=(usr/bin/ocisnap)
 for b in "${bins[@]}"; do
   [ -x "$T/x/deb/$b" ] || fail "/$b missing from the .deb"
@@ -160,6 +160,11 @@ want "-rw-r--r-- /usr/lib/tmpfiles.d/ocisnap.conf"
 want "drwx------ /var/lib/ocisnap/"
 want "drwx------ /var/lib/ocisnap-views/"
 want "-rw-r--r-- /usr/share/doc/ocisnap/copyright"
+want "-rwxr-xr-x /usr/libexec/ocisnap/ocisnap-nri"
+want "-rw-r--r-- /usr/lib/systemd/system/ocisnap-nri.service"
+want "lrwxrwxrwx /opt/nri/plugins/10-ocisnap"
+[ "$(readlink "$T/x/deb/opt/nri/plugins/10-ocisnap")" = /usr/libexec/ocisnap/ocisnap-nri ] || fail "/opt/nri/plugins/10-ocisnap does not point at the plugin"
+grep -qx 'ExecStart=/usr/libexec/ocisnap/ocisnap-nri .*' "$T/x/deb/usr/lib/systemd/system/ocisnap-nri.service" || fail "ocisnap-nri.service ExecStart"
 want "-rw-r--r-- /usr/share/doc/ocisnap/examples/ocisnap-gvisor.json"
 $has_cli && want "-rwxr-xr-x /usr/bin/ocisnap"
 if $has_man; then grep -q ' /usr/share/man/man[0-9]/.*\.[0-9]\.gz$' "$T/deb.contents" || fail "no man pages in the .deb"; fi
@@ -178,6 +183,9 @@ rwant() { grep -qE "^$1\$" "$T/rpm.files" || fail "the rpm lacks: $1"; }
 rwant "-rwxr-xr-x +/usr/libexec/oci/hooks.d/ocisnap-hook"
 rwant "-rw-r--r-- +/usr/share/containers/oci/hooks.d/ocisnap.json"
 rwant "-rw-r--r-- +/usr/lib/tmpfiles.d/ocisnap.conf"
+rwant "-rwxr-xr-x +/usr/libexec/ocisnap/ocisnap-nri"
+rwant "-rw-r--r-- +/usr/lib/systemd/system/ocisnap-nri.service"
+rwant "lrwxrwxrwx +/opt/nri/plugins/10-ocisnap"
 rwant "drwx------ +/var/lib/ocisnap"
 rwant "drwx------ +/var/lib/ocisnap-views"
 rwant "drwx------ g+ /run/ocisnap"

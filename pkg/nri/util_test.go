@@ -1,0 +1,5 @@
+package nri
+
+import "fmt"
+
+func sprintf(format, bin string) string { return fmt.Sprintf(format, bin) }
