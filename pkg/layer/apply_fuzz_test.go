@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ocisnap/ocisnap/internal/tarheader"
 	"github.com/ocisnap/ocisnap/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // Fuzz limits: a fuzzed header may claim any size; the content limit keeps
@@ -112,7 +112,7 @@ func applySeeds(t testing.TB) map[string][]byte {
 	// A stream cut at an entry boundary (no end-of-archive blocks), trailing
 	// garbage, and compressed streams with a bad checksum.
 	good := buildTar(t, tDir("./"), tFile("a", "a"), tFile("b", "b"))
-	out["truncated"] = good[:len(good)-2*tarBlockSize]
+	out["truncated"] = good[:len(good)-2*tarheader.BlockSize]
 	out["trailing-garbage"] = append(append([]byte{}, good...), "garbage"...)
 	gz := compress(t, good, CompressionGzip)
 	gz[len(gz)-6] ^= 0xff
@@ -140,7 +140,7 @@ func rawPAX(name string, typ byte, link, body string, kv ...string) []byte {
 	}
 	var out []byte
 	block := func(name string, typ byte, link string, size int) {
-		h := make([]byte, tarBlockSize)
+		h := make([]byte, tarheader.BlockSize)
 		copy(h[0:100], name)
 		copy(h[100:108], "0000644\x00")
 		copy(h[108:116], "0000000\x00")
@@ -160,20 +160,20 @@ func rawPAX(name string, typ byte, link, body string, kv ...string) []byte {
 	}
 	pad := func(data string) {
 		out = append(out, data...)
-		if r := len(data) % tarBlockSize; r != 0 {
-			out = append(out, make([]byte, tarBlockSize-r)...)
+		if r := len(data) % tarheader.BlockSize; r != 0 {
+			out = append(out, make([]byte, tarheader.BlockSize-r)...)
 		}
 	}
 	block("PaxHeaders/"+name, tar.TypeXHeader, "", len(rec))
 	pad(rec)
 	block(name, typ, link, len(body))
 	pad(body)
-	return append(out, make([]byte, 2*tarBlockSize)...)
+	return append(out, make([]byte, 2*tarheader.BlockSize)...)
 }
 
 // sparseBomb is a PAX (GNU sparse 1.0) file named name of 1 EiB, all holes.
 func sparseBomb(name string) []byte {
-	mapBlock := "0\n" + strings.Repeat("\x00", tarBlockSize-2) // no data segments
+	mapBlock := "0\n" + strings.Repeat("\x00", tarheader.BlockSize-2) // no data segments
 	return rawPAX("GNUSparseFile.0/x", tar.TypeReg, "", mapBlock,
 		"GNU.sparse.major", "1", "GNU.sparse.minor", "0", "GNU.sparse.name", name,
 		"GNU.sparse.realsize", "1152921504606846976")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ocisnap/ocisnap/internal/tarheader"
 )
 
 var updateReadGolden = flag.Bool("update-read", false, "rewrite the Reader's golden snapshots in testdata/")
@@ -377,7 +378,7 @@ func TestReadIntegrity(t *testing.T) {
 	bigPAX := buildTar(t, tFile("./p", "").with("SCHILY.xattr.user.big", strings.Repeat("v", 700)))
 	// The PAX extended header is a header block plus 2 data blocks; the
 	// cut leaves it without the entry it describes.
-	paxOnly := bigPAX[:3*tarBlockSize]
+	paxOnly := bigPAX[:3*tarheader.BlockSize]
 
 	flip := func(b []byte, i int) []byte {
 		c := bytes.Clone(b)
@@ -394,12 +395,12 @@ func TestReadIntegrity(t *testing.T) {
 		msg  string // in the error
 	}{
 		{"valid", valid, nil, ""},
-		{"no entries", make([]byte, 2*tarBlockSize), nil, ""},
+		{"no entries", make([]byte, 2*tarheader.BlockSize), nil, ""},
 		{"trailing zeros (GNU tar record padding)", append(bytes.Clone(valid), make([]byte, 10240-n%10240)...), nil, ""},
 		{"gzip", gz, nil, ""},
 		{"zstd", zs, nil, ""},
-		{"truncated at an entry boundary", valid[:n-2*tarBlockSize], ErrTruncated, "no end-of-archive"},
-		{"only one end-of-archive block", valid[:n-tarBlockSize], ErrTruncated, "no end-of-archive"},
+		{"truncated at an entry boundary", valid[:n-2*tarheader.BlockSize], ErrTruncated, "no end-of-archive"},
+		{"only one end-of-archive block", valid[:n-tarheader.BlockSize], ErrTruncated, "no end-of-archive"},
 		{"truncated inside the file", valid[:bodyA+500], ErrTruncated, `"./a"`},
 		{"truncated inside a header", valid[:bodyA+1024+100], ErrTruncated, ""},
 		{"truncated after a PAX header", paxOnly, ErrTruncated, ""},
@@ -414,7 +415,7 @@ func TestReadIntegrity(t *testing.T) {
 		{"gzip with garbage after it", append(bytes.Clone(gz), "junk after the gzip stream"...), gzip.ErrHeader, "gzip stream"},
 		{"zstd with a bad checksum", flip(zs, len(zs)-1), zstd.ErrCRCMismatch, "zstd stream"},
 		{"zstd truncated", zs[:len(zs)-6], ErrTruncated, "zstd stream"},
-		{"gzip of a truncated tar", compress(t, valid[:n-2*tarBlockSize], CompressionGzip), ErrTruncated, ""},
+		{"gzip of a truncated tar", compress(t, valid[:n-2*tarheader.BlockSize], CompressionGzip), ErrTruncated, ""},
 		{"zstd of trailing garbage", compress(t, append(bytes.Clone(valid), 'x'), CompressionZstd), ErrTrailingData, ""},
 	}
 	for _, tt := range tests {

@@ -6,13 +6,6 @@ import (
 	"io"
 )
 
-// Progress is reported at most every progressEntries entries or
-// progressBytes of content (the same cadence as Apply), and once at the end.
-const (
-	progressEntries = 64
-	progressBytes   = 4 << 20
-)
-
 // Write streams the overlay upper directory upper out to w as a snapshot,
 // in a deterministic order: depth first, each directory's entries sorted
 // bytewise, the root first as "./".
@@ -78,21 +71,4 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-// progress reports w's totals to fn when enough has been written since
-// the last report.
-type progress struct {
-	fn   func(Stats)
-	last Stats
-}
-
-func (p *progress) update(s Stats) {
-	if p.fn == nil {
-		return
-	}
-	if s.Entries-p.last.Entries >= progressEntries || s.Bytes-p.last.Bytes >= progressBytes {
-		p.last = s
-		p.fn(s)
-	}
 }

@@ -382,12 +382,11 @@ func (wk *walker) regular(rel string, ob *object, parent *dirNode, res *lookupRe
 				return err
 			}
 			if wk.dirRef == nil {
-				dfd, err := unix.FcntlInt(uintptr(wk.dirFd), unix.F_DUPFD_CLOEXEC, 0)
+				d, err := newDirRef(wk.dirFd)
 				if err != nil {
 					return exportError(rel, err)
 				}
-				wk.dirRef = &dirRef{fd: dfd}
-				wk.dirRef.refs.Store(1)
+				wk.dirRef = d
 			}
 			return wk.pipe.queueRead(rel, &Entry{Path: rel, Header: hdr}, wk.dirRef, ob.name)
 		}
