@@ -100,7 +100,7 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 	}
 	var sb strings.Builder
 	groups := map[[2]uint64][]string{}
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -111,6 +111,9 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 		if c.skip[rel] {
 			if rel == "." {
 				return filepath.SkipAll
+			}
+			if !d.IsDir() {
+				return nil // SkipDir would skip the file's siblings
 			}
 			return filepath.SkipDir
 		}

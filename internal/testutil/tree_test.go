@@ -186,4 +186,9 @@ func TestDescribeTreeNarrowing(t *testing.T) {
 	if l := lines(OnlyXattrs("trusted."))[`"file"`]; strings.Contains(l, "xattr:") {
 		t.Errorf("OnlyXattrs(trusted.) kept a user xattr: %s", l)
 	}
+	// A skipped file leaves out that file only, not its siblings after it.
+	d := DescribeTree(t, base, SkipPath("dir/hard"))
+	if strings.Contains(d, `"dir/hard"`) || !strings.Contains(d, `"dir/inner"`) || !strings.Contains(d, `"file"`) {
+		t.Errorf("SkipPath(dir/hard):\n%s", d)
+	}
 }

@@ -15,8 +15,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // aliasRecreate is issue 10's valid tar that failed: a directory reached

@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ocisnap/ocisnap/internal/tarheader"
 	"github.com/ocisnap/ocisnap/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // Fuzz limits: a fuzzed header may claim any size; the content limit keeps

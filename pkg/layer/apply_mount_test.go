@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // mountTree is a rootfs with mounts inside it, as a container's at the

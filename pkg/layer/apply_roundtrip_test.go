@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // mountOverlay mounts an overlay of lower with a fresh upper and returns

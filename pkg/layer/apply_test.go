@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // applyTo applies the tar b onto the directory root.

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // ctUpper builds an upper directory with everything a snapshot can hold:

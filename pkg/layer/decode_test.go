@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
 	"github.com/ocisnap/ocisnap/internal/tarheader"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )

@@ -19,8 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // wtOverlay is a real overlay mount in a test's temporary directory.

@@ -14,8 +14,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 // withParallelism runs Apply and Write with n workers (1: serial) until the
@@ -109,7 +110,7 @@ func TestApplyParallelMatchesSerial(t *testing.T) {
 					t.Errorf("%d workers: error %s, serial %s", n, gotErr, wantErr)
 				}
 				if got != want {
-					t.Errorf("%d workers: tree differs from the serial one: %s", n, lineDiff(got, want))
+					t.Errorf("%d workers: tree differs from the serial one: %s", n, "\n"+testutil.TreeDiff(want, got))
 				}
 			}
 		})
@@ -249,23 +250,4 @@ func TestWriteParallelMatchesSerial(t *testing.T) {
 	if serialErr == nil || fmt.Sprint(err) != serialErr.Error() {
 		t.Errorf("two stages: %v; serial: %v", err, serialErr)
 	}
-}
-
-// lineDiff shows the lines that differ between got and want.
-func lineDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	var sb strings.Builder
-	for i := 0; i < max(len(g), len(w)); i++ {
-		var a, b string
-		if i < len(g) {
-			a = g[i]
-		}
-		if i < len(w) {
-			b = w[i]
-		}
-		if a != b {
-			fmt.Fprintf(&sb, "\n got: %s\nwant: %s", a, b)
-		}
-	}
-	return sb.String()
 }

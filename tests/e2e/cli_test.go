@@ -403,7 +403,7 @@ func TestCLISnapshotTools(t *testing.T) {
 		}
 		mustCLI(t, "apply", snap, target)
 		if got, want := manifest(t, target), manifest(t, merged); got != want {
-			t.Fatalf("applied tree differs from the container:\n%s", diffLines(want, got))
+			t.Fatalf("applied tree differs from the container:\n%s", testutil.TreeDiff(want, got))
 		}
 	})
 
@@ -500,7 +500,7 @@ func TestCLISnapshotTools(t *testing.T) {
 		}
 		// A hostile snapshot is confined like the hook's restore.
 		evil := filepath.Join(dir, "evil.tar")
-		buildTar(t, evil, []tarEntry{{name: "../escape", body: "x"}}, false)
+		writeTar(t, evil, []testutil.Node{testutil.File("../escape", "x")}, false)
 		target := t.TempDir()
 		r = ocisnap(t, nil, "apply", evil, target)
 		if r.code != 1 {

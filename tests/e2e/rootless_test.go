@@ -251,7 +251,7 @@ func TestRootlessPodman(t *testing.T) {
 	got := u.podman(hd, "exec", id2, "sh", "-c", containerManifest)
 	upper2 := u.podman(hd, "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", id2)
 	if got != want {
-		t.Fatalf("rootless restore differs from the exported container:\n%s", diffLines(want, got))
+		t.Fatalf("rootless restore differs from the exported container:\n%s", testutil.TreeDiff(want, got))
 	}
 	// The restore went through the rootless overlay: the replaced
 	// directory is opaque in the new upper the user.overlay way.

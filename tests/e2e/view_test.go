@@ -156,8 +156,11 @@ func TestViewImagePodman(t *testing.T) {
 	img := p.viewImage(t.TempDir())
 	snapDir := snapshotDir(t)
 	snap := filepath.Join(snapDir, "kernel.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: '5'}, {name: "./boot/", typ: '5'},
-		{name: "./boot/vmlinuz", body: "RESTORED-KERNEL"}}, false)
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.Dir("./boot/"),
+		testutil.File("./boot/vmlinuz", "RESTORED-KERNEL"),
+	}, false)
 
 	id := p.run("run", "-d", "--network=none",
 		"--annotation", "io.ocisnap.restore="+snap,
@@ -367,8 +370,11 @@ func TestViewRestoreExport(t *testing.T) {
 	img := p.testImage()
 	snapDir := snapshotDir(t)
 	snap := filepath.Join(snapDir, "state.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: '5'}, {name: "./boot/", typ: '5'},
-		{name: "./boot/vmlinuz", body: "RESTORED-KERNEL"}}, false)
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.Dir("./boot/"),
+		testutil.File("./boot/vmlinuz", "RESTORED-KERNEL"),
+	}, false)
 	id := p.run("run", "-d", "--network=none",
 		"--annotation", "io.ocisnap.restore="+snap,
 		"--annotation", "io.ocisnap.export="+snap,
