@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
@@ -188,7 +189,7 @@ func TestBaseSymlinks(t *testing.T) {
 	}
 
 	_, err = Changes(context.Background(), mkTar(t, testutil.File("./loop/x", "")), root)
-	if !errors.Is(err, syscall.ELOOP) || !strings.Contains(err.Error(), "/loop/x") {
+	if !errors.Is(err, unix.ELOOP) || !strings.Contains(err.Error(), "/loop/x") {
 		t.Errorf("a symlink loop in the base: %v, want ELOOP naming /loop/x", err)
 	}
 }

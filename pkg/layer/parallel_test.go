@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -122,8 +121,8 @@ func TestApplyParallelMatchesSerial(t *testing.T) {
 // it with its mode and without a chown must not change the result.
 func TestApplyCreatedOwnerAndMode(t *testing.T) {
 	testutil.RequireRoot(t)
-	old := syscall.Umask(0o027)
-	defer syscall.Umask(old)
+	old := unix.Umask(0o027)
+	defer unix.Umask(old)
 	for _, n := range []int{1, 2} {
 		withParallelism(t, n)
 		root := t.TempDir()

@@ -132,7 +132,7 @@ func (u *rootlessUser) remove() {
 		for _, f := range []string{"libpod/tmp/pause.pid", "libpod/pause.pid"} {
 			if data, err := os.ReadFile(filepath.Join(u.runtimeDir, f)); err == nil {
 				if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
-					syscall.Kill(pid, syscall.SIGKILL)
+					unix.Kill(pid, unix.SIGKILL)
 				}
 			}
 		}
