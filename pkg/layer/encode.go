@@ -517,21 +517,3 @@ func encode(w io.Writer, f Format, c Compression, body func(*Writer) error) (Sta
 	}
 	return tw.stats(), err
 }
-
-// dataReader returns data, then end (io.EOF if nil).
-type dataReader struct {
-	data []byte
-	end  error
-}
-
-func (r *dataReader) Read(b []byte) (int, error) {
-	if len(r.data) == 0 {
-		if r.end != nil {
-			return 0, r.end
-		}
-		return 0, io.EOF
-	}
-	n := copy(b, r.data)
-	r.data = r.data[n:]
-	return n, nil
-}

@@ -59,16 +59,3 @@ func Write(ctx context.Context, w io.Writer, upper string, opts ...WriteOpt) (St
 func exportError(rel string, err error) error {
 	return fmt.Errorf("export %q: %w", "/"+rel, err)
 }
-
-// ctxReader fails reads once ctx is done, so a large file's copy stops.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}

@@ -25,8 +25,9 @@
 // convert.go (Convert: one format to the other); apply*.go (Apply: the
 // applier, path resolution, metadata, whiteouts, the parallel file pool,
 // options); export*.go (Write: the walk of the upper, the lookup through
-// the lowers, the staged pipe, options); parallel_linux.go and
-// progress.go (what Apply and Write share).
+// the lowers, the staged pipe, options); content*.go (the readers an
+// entry's content travels in); parallel_linux.go and progress.go (what
+// Apply and Write share).
 package layer
 
 import (
