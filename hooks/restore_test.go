@@ -1,13 +1,13 @@
 package hooks
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"os"
 	"testing"
 
+	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 )
@@ -15,19 +15,7 @@ import (
 // TestApplyOpts: the policy's limits and device rule reach layer.Apply
 // through the one option builder the hook and `ocisnap apply` share.
 func TestApplyOpts(t *testing.T) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, name := range []string{"./a", "./b"} {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte("abc")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
+	snap := testutil.Tar(t, testutil.File("./a", "abc"), testutil.File("./b", "abc"))
 	for _, tc := range []struct {
 		name  string
 		p     policy.Policy
@@ -44,7 +32,7 @@ func TestApplyOpts(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer root.Close()
-			_, err = layer.Apply(context.Background(), root, bytes.NewReader(buf.Bytes()), ApplyOpts(&tc.p, nil)...)
+			_, err = layer.Apply(context.Background(), root, bytes.NewReader(snap), ApplyOpts(&tc.p, nil)...)
 			if got := errors.Is(err, layer.ErrLimitExceeded); got != tc.limit {
 				t.Fatalf("Apply: %v, want limit exceeded %v", err, tc.limit)
 			}

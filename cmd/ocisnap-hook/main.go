@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"syscall"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/logging"
@@ -47,7 +47,7 @@ func main() {
 	}
 	cfg.Logger = logger
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	err = hooks.Run(ctx, cfg, os.Stdin)
 	stop()
 	closeLog()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/layer"
 )
 
@@ -194,14 +194,11 @@ func TestExportConvertDiffApply(t *testing.T) {
 }
 
 func TestApplyConfined(t *testing.T) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "../evil", Typeflag: tar.TypeReg, Mode: 0o644})
-	tw.Close()
+	snap := testutil.Tar(t, testutil.File("../evil", ""))
 	parent := t.TempDir()
 	target := filepath.Join(parent, "root")
 	os.Mkdir(target, 0o755)
-	_, stderr, code := cli(t, buf.Bytes(), "apply", "-", target)
+	_, stderr, code := cli(t, snap, "apply", "-", target)
 	if code != 1 || !strings.Contains(stderr, "../evil") {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

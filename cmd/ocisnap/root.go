@@ -9,9 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/internal/logging"
 	"github.com/ocisnap/ocisnap/internal/version"
@@ -51,17 +51,17 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 // interrupted is the cancel cause of the context when a signal arrives.
-type interrupted struct{ sig syscall.Signal }
+type interrupted struct{ sig unix.Signal }
 
 func (i *interrupted) Error() string { return "interrupted by " + signalName(i.sig) }
 
-func signalName(s syscall.Signal) string {
+func signalName(s unix.Signal) string {
 	switch s {
-	case syscall.SIGINT:
+	case unix.SIGINT:
 		return "SIGINT"
-	case syscall.SIGTERM:
+	case unix.SIGTERM:
 		return "SIGTERM"
-	case syscall.SIGHUP:
+	case unix.SIGHUP:
 		return "SIGHUP"
 	}
 	return s.String()
@@ -118,16 +118,16 @@ func runApp(a *app, args []string) int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
 	defer signal.Stop(sigs)
 	go func() {
-		if s, ok := (<-sigs).(syscall.Signal); ok {
+		if s, ok := (<-sigs).(unix.Signal); ok {
 			cancel(&interrupted{s})
 		}
 	}()
 	// A reader of our stdout that goes away must fail the write (EPIPE),
 	// not kill the process before it has thawed a container.
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 
 	root := newRoot(a)
 	root.SetArgs(args)

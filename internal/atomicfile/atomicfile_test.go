@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -166,7 +165,7 @@ func TestOldFileKept(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := WriteFile(root, "f", bytes.Repeat([]byte("new!"), 128<<10), 0o600) // 512 KiB
-		if !errors.Is(err, syscall.ENOSPC) {
+		if !errors.Is(err, unix.ENOSPC) {
 			t.Fatalf("WriteFile on a full disk = %v, want ENOSPC", err)
 		}
 		if !strings.Contains(err.Error(), TempInfix) {
@@ -226,7 +225,7 @@ func TestCleanStale(t *testing.T) {
 	}
 	// Not a regular file: kept.
 	fifo := ".fifo" + TempInfix + "0123456789abcdef"
-	if err := syscall.Mkfifo(filepath.Join(dir, fifo), 0o600); err != nil {
+	if err := unix.Mkfifo(filepath.Join(dir, fifo), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	kept = append(kept, fifo, live.TempName())

@@ -5,13 +5,15 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
-	lockEx       = syscall.LOCK_EX
-	lockExNB     = syscall.LOCK_EX | syscall.LOCK_NB
-	lockUn       = syscall.LOCK_UN
-	openNonblock = syscall.O_NONBLOCK
+	lockEx       = unix.LOCK_EX
+	lockExNB     = unix.LOCK_EX | unix.LOCK_NB
+	lockUn       = unix.LOCK_UN
+	openNonblock = unix.O_NONBLOCK
 )
 
 // flock applies flock(2) to f. Locks belong to the open file description:
@@ -24,8 +26,8 @@ func flock(f *os.File, how int) error {
 	var ferr error
 	cerr := rc.Control(func(fd uintptr) {
 		for {
-			ferr = syscall.Flock(int(fd), how)
-			if ferr != syscall.EINTR {
+			ferr = unix.Flock(int(fd), how)
+			if ferr != unix.EINTR {
 				return
 			}
 		}
@@ -39,7 +41,7 @@ func flock(f *os.File, how int) error {
 	return nil
 }
 
-func isWouldBlock(err error) bool { return errors.Is(err, syscall.EWOULDBLOCK) }
+func isWouldBlock(err error) bool { return errors.Is(err, unix.EWOULDBLOCK) }
 
 func linkCount(fi fs.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +23,10 @@ type treeConfig struct {
 	skip               map[string]bool
 	noCtime, noTimes   bool
 	noDirTimes, noSize bool
+	noLinkTimes        bool
+	noNlink            bool
+	noTimesOf          map[string]bool
+	xattrPrefixes      []string
 }
 
 // SkipPath leaves out rel (relative to the described directory, slash
@@ -49,6 +52,32 @@ func WithoutDirTimes() TreeOpt { return func(c *treeConfig) { c.noDirTimes = tru
 // filesystem and on the history of its entries (ext4 never shrinks one).
 func WithoutDirSizes() TreeOpt { return func(c *treeConfig) { c.noSize = true } }
 
+// WithoutTimesOf leaves out the modification and change times of the
+// paths rel (relative, slash separated; "." is the described directory):
+// a root whose times the code under test sets on purpose.
+func WithoutTimesOf(rel ...string) TreeOpt {
+	return func(c *treeConfig) {
+		for _, r := range rel {
+			c.noTimesOf[filepath.Clean(r)] = true
+		}
+	}
+}
+
+// WithoutSymlinkTimes leaves out the modification and change times of
+// symlinks, which some copies (an overlay's copy-up) do not keep.
+func WithoutSymlinkTimes() TreeOpt { return func(c *treeConfig) { c.noLinkTimes = true } }
+
+// WithoutNlink leaves out link counts (hard-link groups are still listed):
+// overlayfs reports its own counts for merged directories.
+func WithoutNlink() TreeOpt { return func(c *treeConfig) { c.noNlink = true } }
+
+// OnlyXattrs keeps only the extended attributes whose names start with one
+// of prefixes ("user."): for trees whose other attributes (security
+// labels, overlay bookkeeping) are not the code's to keep.
+func OnlyXattrs(prefixes ...string) TreeOpt {
+	return func(c *treeConfig) { c.xattrPrefixes = append(c.xattrPrefixes, prefixes...) }
+}
+
 // DescribeTree describes everything under dir (dir itself as "."), one line
 // per path in lexical order, without following symlinks: type and mode
 // bits, owner (uid:gid), size, link count, modification and change times
@@ -65,13 +94,13 @@ func WithoutDirSizes() TreeOpt { return func(c *treeConfig) { c.noSize = true } 
 // are descended into like directories. It fails t on any error.
 func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 	t.Helper()
-	c := &treeConfig{skip: map[string]bool{}}
+	c := &treeConfig{skip: map[string]bool{}, noTimesOf: map[string]bool{}}
 	for _, o := range opts {
 		o(c)
 	}
 	var sb strings.Builder
 	groups := map[[2]uint64][]string{}
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -83,6 +112,9 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 			if rel == "." {
 				return filepath.SkipAll
 			}
+			if !d.IsDir() {
+				return nil // SkipDir would skip the file's siblings
+			}
 			return filepath.SkipDir
 		}
 		var st unix.Stat_t
@@ -90,11 +122,15 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 			return err
 		}
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		fmt.Fprintf(&sb, "%s mode=%o ids=%d:%d nlink=%d", strconv.Quote(rel), st.Mode, st.Uid, st.Gid, st.Nlink)
+		isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+		fmt.Fprintf(&sb, "%s mode=%o ids=%d:%d", strconv.Quote(rel), st.Mode, st.Uid, st.Gid)
+		if !c.noNlink {
+			fmt.Fprintf(&sb, " nlink=%d", st.Nlink)
+		}
 		if !isDir || !c.noSize {
 			fmt.Fprintf(&sb, " size=%d", st.Size)
 		}
-		if !c.noTimes && !(isDir && c.noDirTimes) {
+		if !c.noTimes && !(isDir && c.noDirTimes) && !(isLink && c.noLinkTimes) && !c.noTimesOf[rel] {
 			fmt.Fprintf(&sb, " mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
 			if !c.noCtime {
 				fmt.Fprintf(&sb, " ctime=%d.%09d", st.Ctim.Sec, st.Ctim.Nsec)
@@ -103,7 +139,7 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			// O_NOFOLLOW|O_NONBLOCK: never block on what replaced it.
-			f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+			f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 			if err != nil {
 				return err
 			}
@@ -132,7 +168,9 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 			return err
 		}
 		for _, x := range xattrs {
-			sb.WriteString(" " + x)
+			if c.keepXattr(x) {
+				sb.WriteString(" " + x)
+			}
 		}
 		sb.WriteString("\n")
 		return nil
@@ -150,6 +188,21 @@ func DescribeTree(t testing.TB, dir string, opts ...TreeOpt) string {
 		sb.WriteString(l)
 	}
 	return sb.String()
+}
+
+// keepXattr reports whether the listed attribute x ("xattr:name=...") is
+// described.
+func (c *treeConfig) keepXattr(x string) bool {
+	if len(c.xattrPrefixes) == 0 {
+		return true
+	}
+	name := strings.TrimPrefix(x, "xattr:")
+	for _, p := range c.xattrPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // listXattrs returns name=value for each extended attribute of p (not

@@ -148,3 +148,47 @@ func TestDescribeTreeContent(t *testing.T) {
 		t.Errorf("TreeDiff = %q", d)
 	}
 }
+
+// The options added for the helpers DescribeTree replaced leave out
+// exactly what they name.
+func TestDescribeTreeNarrowing(t *testing.T) {
+	base := treeFixture(t)
+	if err := unix.Lsetxattr(filepath.Join(base, "file"), "user.keep", []byte("k"), 0); err != nil {
+		t.Fatal(err)
+	}
+	lines := func(opts ...TreeOpt) map[string]string {
+		m := map[string]string{}
+		for _, l := range strings.Split(DescribeTree(t, base, opts...), "\n") {
+			if name, _, ok := strings.Cut(l, " "); ok {
+				m[name] = l
+			}
+		}
+		return m
+	}
+	if l := lines(WithoutTimesOf("dir"))[`"dir"`]; strings.Contains(l, "time=") {
+		t.Errorf("WithoutTimesOf(dir) kept its times: %s", l)
+	}
+	if l := lines(WithoutTimesOf("dir"))[`"file"`]; !strings.Contains(l, "mtime=") {
+		t.Errorf("WithoutTimesOf(dir) dropped another path's times: %s", l)
+	}
+	if l := lines(WithoutSymlinkTimes())[`"link"`]; strings.Contains(l, "time=") {
+		t.Errorf("WithoutSymlinkTimes kept a symlink's times: %s", l)
+	}
+	if l := lines(WithoutNlink())[`"file"`]; strings.Contains(l, "nlink=") {
+		t.Errorf("WithoutNlink kept a link count: %s", l)
+	}
+	if d := DescribeTree(t, base, WithoutNlink()); !strings.Contains(d, `hard links ["dir/hard" "file"]`) {
+		t.Errorf("WithoutNlink dropped the hard-link group:\n%s", d)
+	}
+	if l := lines(OnlyXattrs("user.k"))[`"file"`]; !strings.Contains(l, `xattr:user.keep="k"`) {
+		t.Errorf("OnlyXattrs(user.k) dropped user.keep: %s", l)
+	}
+	if l := lines(OnlyXattrs("trusted."))[`"file"`]; strings.Contains(l, "xattr:") {
+		t.Errorf("OnlyXattrs(trusted.) kept a user xattr: %s", l)
+	}
+	// A skipped file leaves out that file only, not its siblings after it.
+	d := DescribeTree(t, base, SkipPath("dir/hard"))
+	if strings.Contains(d, `"dir/hard"`) || !strings.Contains(d, `"dir/inner"`) || !strings.Contains(d, `"file"`) {
+		t.Errorf("SkipPath(dir/hard):\n%s", d)
+	}
+}

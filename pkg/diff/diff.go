@@ -28,8 +28,9 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
 )
@@ -189,7 +190,7 @@ func lstat(base *os.Root, p string) (fs.FileInfo, error) {
 			return fi, nil
 		}
 	}
-	if errors.Is(err, errNotInBase) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	if errors.Is(err, errNotInBase) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("base %s: %w", p, err)
@@ -227,7 +228,7 @@ func resolveDir(base *os.Root, p string) (string, error) {
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			if links++; links > maxSymlinks {
-				return "", fmt.Errorf("%s: %w", next, syscall.ELOOP)
+				return "", fmt.Errorf("%s: %w", next, unix.ELOOP)
 			}
 			target, err := base.Readlink(next)
 			if err != nil {

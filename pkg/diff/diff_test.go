@@ -1,7 +1,6 @@
 package diff
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -9,55 +8,29 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
-type ent struct {
-	name     string
-	typ      byte
-	mode     int64
-	mtime    time.Time
-	opaque   bool
-	linkname string
-}
-
-func mkTar(t *testing.T, ents ...ent) *bytes.Buffer {
+// mkTar is a snapshot of nodes.
+func mkTar(t *testing.T, nodes ...testutil.Node) *bytes.Buffer {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range ents {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, ModTime: e.mtime, Linkname: e.linkname, Format: tar.FormatPAX}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-		}
-		if e.opaque {
-			h.PAXRecords = map[string]string{"SCHILY.xattr.trusted.overlay.opaque": "y"}
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &buf
+	return bytes.NewBuffer(testutil.Tar(t, nodes...))
 }
 
-var t0 = time.Unix(1700000000, 123456789)
-
-func dir(name string) ent  { return ent{name: name, typ: tar.TypeDir, mode: 0o755, mtime: t0} }
-func file(name string) ent { return ent{name: name, typ: tar.TypeReg, mtime: t0} }
-func wh(name string) ent   { return ent{name: name, typ: tar.TypeChar} }
+var t0 = testutil.BuildTime
 
 func TestWithoutBase(t *testing.T) {
 	snap := mkTar(t,
-		dir("./"), dir("./etc/"), file("./etc/app.conf"),
-		ent{name: "./opq/", typ: tar.TypeDir, mode: 0o755, opaque: true},
-		wh("./README"),
-		dir("./oci/"), file("./oci/.wh..wh..opq"), file("./oci/.wh.gone"),
-		dir("./a-b/"), dir("./a/"), file("./a/b"),
+		testutil.Dir("./"), testutil.Dir("./etc/"), testutil.File("./etc/app.conf", ""),
+		testutil.Dir("./opq/").WithOpaque().WithMTime(time.Time{}),
+		testutil.Whiteout("./README"),
+		testutil.Dir("./oci/"), testutil.File("./oci/.wh..wh..opq", ""), testutil.File("./oci/.wh.gone", ""),
+		testutil.Dir("./a-b/"), testutil.Dir("./a/"), testutil.File("./a/b", ""),
 	)
 	got, err := Changes(context.Background(), snap, nil)
 	if err != nil {
@@ -106,14 +79,14 @@ func TestWithBase(t *testing.T) {
 	defer root.Close()
 
 	snap := mkTar(t,
-		dir("./"),
-		dir("./etc/"), dir("./etc/app/"), file("./etc/app/app.conf"), // unchanged dirs, changed file
-		dir("./same/"), // unchanged, no child: left out
-		ent{name: "./modedir/", typ: tar.TypeDir, mode: 0o700, mtime: t0}, // mode changed
-		dir("./data/"), wh("./data/old"), // deletion: data is C as its parent
-		ent{name: "./opq/", typ: tar.TypeDir, mode: 0o755, mtime: t0, opaque: true}, file("./opq/new"),
-		dir("./new/"), dir("./new/sub/"), file("./new/sub/f"),
-		dir("./abs/"), file("./abs/x"), // the base's abs is a symlink out of it
+		testutil.Dir("./"),
+		testutil.Dir("./etc/"), testutil.Dir("./etc/app/"), testutil.File("./etc/app/app.conf", ""), // unchanged dirs, changed file
+		testutil.Dir("./same/"),                                  // unchanged, no child: left out
+		testutil.Dir("./modedir/").WithMode(0o700),               // mode changed
+		testutil.Dir("./data/"), testutil.Whiteout("./data/old"), // deletion: data is C as its parent
+		testutil.Dir("./opq/").WithOpaque(), testutil.File("./opq/new", ""),
+		testutil.Dir("./new/"), testutil.Dir("./new/sub/"), testutil.File("./new/sub/f", ""),
+		testutil.Dir("./abs/"), testutil.File("./abs/x", ""), // the base's abs is a symlink out of it
 	)
 	got, err := Changes(context.Background(), snap, root)
 	if err != nil {
@@ -139,7 +112,7 @@ func TestWithBase(t *testing.T) {
 
 func TestHostileSnapshot(t *testing.T) {
 	for _, name := range []string{"../etc/passwd", "/etc/passwd", "a/../../b"} {
-		_, err := Changes(context.Background(), mkTar(t, file(name)), nil)
+		_, err := Changes(context.Background(), mkTar(t, testutil.File(name, "")), nil)
 		if err == nil {
 			t.Errorf("%q accepted", name)
 		}
@@ -187,9 +160,9 @@ func TestBaseSymlinks(t *testing.T) {
 	defer root.Close()
 
 	snap := mkTar(t,
-		file("./abs/passwd"), file("./out/secret"), file("./deep/secret"),
-		file("./in/app.conf"), file("./dotdot/app.conf"), file("./chain/app.conf"), file("./chain2/app.conf"),
-		file("./in/new"), file("./reg/x"),
+		testutil.File("./abs/passwd", ""), testutil.File("./out/secret", ""), testutil.File("./deep/secret", ""),
+		testutil.File("./in/app.conf", ""), testutil.File("./dotdot/app.conf", ""), testutil.File("./chain/app.conf", ""), testutil.File("./chain2/app.conf", ""),
+		testutil.File("./in/new", ""), testutil.File("./reg/x", ""),
 	)
 	got, err := Changes(context.Background(), snap, root)
 	if err != nil {
@@ -215,8 +188,8 @@ func TestBaseSymlinks(t *testing.T) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
 
-	_, err = Changes(context.Background(), mkTar(t, file("./loop/x")), root)
-	if !errors.Is(err, syscall.ELOOP) || !strings.Contains(err.Error(), "/loop/x") {
+	_, err = Changes(context.Background(), mkTar(t, testutil.File("./loop/x", "")), root)
+	if !errors.Is(err, unix.ELOOP) || !strings.Contains(err.Error(), "/loop/x") {
 		t.Errorf("a symlink loop in the base: %v, want ELOOP naming /loop/x", err)
 	}
 }

@@ -127,15 +127,9 @@ type entryApplier interface {
 	close()
 }
 
-// applyProgressEntries and applyProgressBytes pace WithProgress: at most
-// every so many entries or bytes.
-const (
-	applyProgressEntries = 64
-	applyProgressBytes   = 4 << 20
-)
-
 func applyEntries(ctx context.Context, a entryApplier, rd *Reader, o *applyOptions) (Stats, error) {
-	var st, reported Stats
+	var st Stats
+	prog := progress{fn: o.progress}
 	var skipped int64 // data of whiteout files, never written but read
 	for {
 		if err := ctx.Err(); err != nil {
@@ -168,19 +162,24 @@ func applyEntries(ctx context.Context, a entryApplier, rd *Reader, o *applyOptio
 		} else {
 			skipped += size // whiteout files' data: read, never written
 		}
-		if o.progress != nil && (st.Entries-reported.Entries >= applyProgressEntries || st.Bytes-reported.Bytes >= applyProgressBytes) {
-			reported = st
-			o.progress(st)
-		}
+		prog.update(st)
 	}
 	if err := a.finish(); err != nil {
 		return st, nameEntry("", err)
 	}
-	if o.progress != nil && st != reported {
-		o.progress(st)
-	}
+	prog.done(st)
 	return st, nil
 }
+
+// entryError is a failure that already names its entry: one from a file
+// finished in parallel, found while the applier is at a later entry.
+type entryError struct {
+	name string
+	err  error
+}
+
+func (e *entryError) Error() string { return fmt.Sprintf("apply %q: %v", e.name, e.err) }
+func (e *entryError) Unwrap() error { return e.err }
 
 // nameEntry names the entry err is about, unless err already does (a
 // file finished in parallel fails while a later entry is being applied).

@@ -23,15 +23,15 @@ import (
 // aliasRecreate is issue 10's valid tar that failed: a directory reached
 // through a symlink, removed under its own name and made again; the next
 // file through the symlink lands in the new one.
-func aliasRecreate() []tent {
-	return []tent{tDir("./b/"), tSymlink("./a", "b"), tFile("./a/f1", "1"), tWhiteout("./b"), tDir("./b/"), tFile("./a/f2", "2")}
+func aliasRecreate() []testutil.Node {
+	return []testutil.Node{testutil.Dir("./b/"), testutil.Symlink("./a", "b"), testutil.File("./a/f1", "1"), testutil.Whiteout("./b"), testutil.Dir("./b/"), testutil.File("./a/f2", "2")}
 }
 
 // The parent directory cache is not fooled by a second name: a directory
 // removed under one name is not reused under another.
 func TestApplyAliasRecreate(t *testing.T) {
 	testutil.RequireRoot(t)
-	b := buildTar(t, aliasRecreate()...)
+	b := testutil.Tar(t, aliasRecreate()...)
 	for _, n := range []int{1, 2, 4} {
 		withParallelism(t, n)
 		root := t.TempDir()
@@ -76,7 +76,7 @@ type aliasGen struct {
 	nodes   map[string]mnode // real path (no symlinks) -> node; "" is the root
 	written []string         // every path written so far, as written
 	wh      map[string]bool  // names (as written) whose last entry is a whiteout
-	out     []tent
+	out     []testutil.Node
 }
 
 type mnode struct {
@@ -172,7 +172,7 @@ func (g *aliasGen) hasChildren(real string) bool {
 
 // entries runs the program: at most 40 operations of 5 bytes each (see
 // aliasSeeds).
-func (g *aliasGen) entries() []tent {
+func (g *aliasGen) entries() []testutil.Node {
 	g.nodes = map[string]mnode{"": {kind: 'd'}}
 	g.wh = map[string]bool{}
 	for ops := 0; g.pos < len(g.prog) && ops < 40; ops++ {
@@ -215,7 +215,7 @@ func (g *aliasGen) op(op byte, parent, name string, x, y byte) {
 	if under(via, real) {
 		return // it would replace a symlink its own path goes through
 	}
-	var e tent
+	var e testutil.Node
 	switch op {
 	case 0: // directory
 		if g.isDir(real) && g.hasChildren(real) {
@@ -225,19 +225,19 @@ func (g *aliasGen) op(op byte, parent, name string, x, y byte) {
 			g.removeTree(real)
 		}
 		g.nodes[real] = mnode{kind: 'd'}
-		e = tDir("./" + p + "/")
+		e = testutil.Dir("./" + p + "/")
 	case 1: // file
 		g.removeTree(real)
 		g.nodes[real] = mnode{kind: 'f'}
-		e = tFile("./"+p, strings.Repeat(string(rune('A'+x%26)), int(y%5)))
+		e = testutil.File("./"+p, strings.Repeat(string(rune('A'+x%26)), int(y%5)))
 	case 2: // symlink
 		target := aliasTargets[int(x)%len(aliasTargets)]
 		g.removeTree(real)
 		g.nodes[real] = mnode{kind: 'l', target: target}
-		e = tSymlink("./"+p, target)
+		e = testutil.Symlink("./"+p, target)
 	case 3: // whiteout
 		g.removeTree(real)
-		e = tWhiteout("./" + p)
+		e = testutil.Whiteout("./" + p)
 	case 4: // hard link to a file written before
 		if len(g.written) == 0 {
 			return
@@ -249,7 +249,7 @@ func (g *aliasGen) op(op byte, parent, name string, x, y byte) {
 		}
 		g.removeTree(real)
 		g.nodes[real] = mnode{kind: 'f'}
-		e = tLink("./"+p, "./"+q)
+		e = testutil.Hardlink("./"+p, "./"+q)
 	}
 	g.out = append(g.out, e)
 	g.wh[p] = op == 3
@@ -296,7 +296,7 @@ func describeAliasTree(t testing.TB, dir string) string {
 
 // checkAgainstGNUTar applies b serially and in parallel and compares each
 // tree with GNU tar's.
-func checkAgainstGNUTar(t testing.TB, b []byte, entries []tent) {
+func checkAgainstGNUTar(t testing.TB, b []byte, entries []testutil.Node) {
 	t.Helper()
 	want := gnuExtract(t, b)
 	for _, n := range []int{1, 2} {
@@ -311,12 +311,12 @@ func checkAgainstGNUTar(t testing.TB, b []byte, entries []tent) {
 	}
 }
 
-func entryList(es []tent) string {
+func entryList(es []testutil.Node) string {
 	var sb strings.Builder
 	for _, e := range es {
-		fmt.Fprintf(&sb, "  %c %s", e.h.Typeflag, e.h.Name)
-		if e.h.Linkname != "" {
-			fmt.Fprintf(&sb, " -> %s", e.h.Linkname)
+		fmt.Fprintf(&sb, "  %c %s", e.Header.Typeflag, e.Header.Name)
+		if e.Header.Linkname != "" {
+			fmt.Fprintf(&sb, " -> %s", e.Header.Linkname)
 		}
 		sb.WriteString("\n")
 	}
@@ -354,7 +354,7 @@ func TestApplyAliasesMatchGNUTar(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "tar")
 	t.Run("issue-10 as written", func(t *testing.T) {
-		checkAgainstGNUTar(t, buildTar(t, aliasRecreate()...), aliasRecreate())
+		checkAgainstGNUTar(t, testutil.Tar(t, aliasRecreate()...), aliasRecreate())
 	})
 	for name, prog := range aliasSeeds() {
 		t.Run(name, func(t *testing.T) {
@@ -362,7 +362,7 @@ func TestApplyAliasesMatchGNUTar(t *testing.T) {
 			if len(es) < 4 {
 				t.Fatalf("seed makes only %d entries:\n%s", len(es), entryList(es))
 			}
-			checkAgainstGNUTar(t, buildTar(t, es...), es)
+			checkAgainstGNUTar(t, testutil.Tar(t, es...), es)
 		})
 	}
 	rng := rand.New(rand.NewPCG(10, 4))
@@ -374,7 +374,7 @@ func TestApplyAliasesMatchGNUTar(t *testing.T) {
 		}
 		t.Run(fmt.Sprintf("generated-%03d", i), func(t *testing.T) {
 			es := (&aliasGen{prog: prog}).entries()
-			checkAgainstGNUTar(t, buildTar(t, es...), es)
+			checkAgainstGNUTar(t, testutil.Tar(t, es...), es)
 		})
 	}
 }
@@ -390,6 +390,6 @@ func FuzzApplyAliases(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		es := (&aliasGen{prog: prog}).entries()
-		checkAgainstGNUTar(t, buildTar(t, es...), es)
+		checkAgainstGNUTar(t, testutil.Tar(t, es...), es)
 	})
 }

@@ -6,10 +6,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ocisnap/ocisnap/internal/tarheader"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
@@ -37,69 +36,69 @@ const (
 // rewritten for this sandbox: "victim" is a directory beside the root and
 // the root holds symlinks leading out of it (see fuzzSandbox).
 func applySeeds(t testing.TB) map[string][]byte {
-	dev := tWhiteout("sda")
-	dev.h.Devmajor = 8
-	opaque := func(name string) tent { return tDir(name).with("SCHILY.xattr.trusted.overlay.opaque", "y") }
-	seeds := map[string][][]tent{
-		"dotdot":               {{tFile("../x", "pwned")}},
-		"absolute":             {{tFile("/ocisnap-fuzz-abs", "pwned")}},
-		"dotdot-middle":        {{tFile("a/../../x", "pwned")}},
-		"dot-slash-dotdot":     {{tFile("./../victim/passwd", "pwned")}},
-		"symlink-root-through": {{tSymlink("evil", "/"), tFile("evil/tmp/ocisnap-fuzz", "pwned")}},
-		"hardlink-host":        {{tLink("shadow", "/etc/shadow")}},
-		"hardlink-dotdot":      {{tLink("v", "../victim/passwd")}},
+	dev := testutil.Whiteout("sda")
+	dev.Header.Devmajor = 8
+	opaque := func(name string) testutil.Node { return testutil.Dir(name).WithOpaque() }
+	seeds := map[string][][]testutil.Node{
+		"dotdot":               {{testutil.File("../x", "pwned")}},
+		"absolute":             {{testutil.File("/ocisnap-fuzz-abs", "pwned")}},
+		"dotdot-middle":        {{testutil.File("a/../../x", "pwned")}},
+		"dot-slash-dotdot":     {{testutil.File("./../victim/passwd", "pwned")}},
+		"symlink-root-through": {{testutil.Symlink("evil", "/"), testutil.File("evil/tmp/ocisnap-fuzz", "pwned")}},
+		"hardlink-host":        {{testutil.Hardlink("shadow", "/etc/shadow")}},
+		"hardlink-dotdot":      {{testutil.Hardlink("v", "../victim/passwd")}},
 		"device":               {{dev}},
 		// containerd TestBreakouts, one by one.
-		"symlink-absolute":          {{tDir("etc"), tSymlink("localetc", "/etc"), tFile("localetc/unbroken", "broken")}},
-		"symlink-up-and-out":        {{tDir("etc"), tDir("dummy"), tSymlink("localetc", "dummy/../../victim"), tFile("localetc/unbroken", "broken")}},
-		"symlink-multiple-absolute": {{tDir("dummy"), tSymlink("dummy/etc", "../../victim"), tSymlink("localetc", "/dummy/etc"), tFile("localetc/unbroken", "broken")}},
-		"symlink-multiple-relative": {{tDir("dummy"), tSymlink("dummy/etc", "../../victim"), tSymlink("localetc", "./dummy/etc"), tFile("localetc/unbroken", "broken")}},
-		"symlink-empty-file":        {{tSymlink("localetc", "../victim"), tFile("localetc/passwd", "")}},
-		"hardlink-relative":         {{tDir("breakouts"), tSymlink("breakouts/d1", "../../victim"), tLink("breakouts/mypasswd", "breakouts/d1/passwd")}},
-		"hardlink-down-and-out":     {{tDir("breakouts"), tDir("downandout"), tSymlink("breakouts/d1", "../downandout/../../victim"), tLink("breakouts/mypasswd", "breakouts/d1/passwd")}},
-		"hardlink-absolute":         {{tSymlink("localetc", "/victim"), tLink("localpasswd", "localetc/passwd")}},
-		"hardlink-relative-long":    {{tSymlink("localetc", "../../../../../../../victim"), tLink("localpasswd", "localetc/passwd")}},
-		"hardlink-up-and-out":       {{tSymlink("localetc", "upandout/../../victim"), tLink("localpasswd", "localetc/passwd")}},
-		"hardlink-direct-relative":  {{tLink("localpasswd", "../../../../../victim/passwd")}},
-		"hardlink-direct-absolute":  {{tLink("localpasswd", "/victim/passwd")}},
-		"symlink-named-dotdot":      {{tSymlink("..", "/victim"), tLink("localpasswd", "../passwd")}},
-		"symlink-empty-name":        {{tSymlink("", "/victim"), tLink("localpasswd", "passwd")}},
-		"symlink-parent-relative":   {{tSymlink("localetc/sub/..", "../victim"), tLink("localetc/localpasswd", "etc/passwd")}},
-		"symlink-override-dir":      {{tDir("localetc"), tSymlink("localetc", "../victim"), tLink("localetc/localpasswd", "etc/passwd")}},
-		"dir-override-symlink":      {{tSymlink("localetc", "../victim"), tDir("localetc"), tFile("localetc/passwd", "different")}},
-		"hardlink-to-symlink-out":   {{tSymlink("passwdlink", "../victim/passwd"), tLink("localpasswd", "passwdlink"), tFile("localpasswd", "written through?")}},
-		"hardlink-symlink-before":   {{tSymlink("localpasswd", "../victim/passwd"), tLink("localpasswd-dup", "localpasswd"), tFile("victim/passwd", "after")}},
-		"whiteout-root-parent":      {{tFile(".wh...", "")}},
-		"whiteout-parent":           {{tFile("etc/.wh...", "")}},
-		"whiteout-root":             {{tFile(".wh..", "")}},
-		"whiteout-current-dir":      {{tFile("etc/.wh..", "")}},
-		"whiteout-symlink":          {{tFile(".wh.link_rel", "")}},
-		"whiteout-symlink-path":     {{tFile("link_rel/.wh.passwd", "")}},
-		"whiteout-abs-symlink-path": {{tFile("link_abs/.wh.passwd", "")}},
-		"whiteout-dir-name":         {{tFile(".wh.etc/somefile", "non-empty")}},
-		"whiteout-dead-symlink":     {{tFile("dne/.wh.etc", "")}},
-		"whiteout-relative-path":    {{tFile("dne/../.wh.etc", "")}},
-		"char-whiteout-symlink":     {{tWhiteout("link_rel/passwd")}},
-		"char-whiteout-dotdot":      {{tWhiteout("../victim")}},
-		"gvisor-linked-whiteout":    {{tWhiteout("a"), tLink("link_rel/passwd", "a")}},
+		"symlink-absolute":          {{testutil.Dir("etc"), testutil.Symlink("localetc", "/etc"), testutil.File("localetc/unbroken", "broken")}},
+		"symlink-up-and-out":        {{testutil.Dir("etc"), testutil.Dir("dummy"), testutil.Symlink("localetc", "dummy/../../victim"), testutil.File("localetc/unbroken", "broken")}},
+		"symlink-multiple-absolute": {{testutil.Dir("dummy"), testutil.Symlink("dummy/etc", "../../victim"), testutil.Symlink("localetc", "/dummy/etc"), testutil.File("localetc/unbroken", "broken")}},
+		"symlink-multiple-relative": {{testutil.Dir("dummy"), testutil.Symlink("dummy/etc", "../../victim"), testutil.Symlink("localetc", "./dummy/etc"), testutil.File("localetc/unbroken", "broken")}},
+		"symlink-empty-file":        {{testutil.Symlink("localetc", "../victim"), testutil.File("localetc/passwd", "")}},
+		"hardlink-relative":         {{testutil.Dir("breakouts"), testutil.Symlink("breakouts/d1", "../../victim"), testutil.Hardlink("breakouts/mypasswd", "breakouts/d1/passwd")}},
+		"hardlink-down-and-out":     {{testutil.Dir("breakouts"), testutil.Dir("downandout"), testutil.Symlink("breakouts/d1", "../downandout/../../victim"), testutil.Hardlink("breakouts/mypasswd", "breakouts/d1/passwd")}},
+		"hardlink-absolute":         {{testutil.Symlink("localetc", "/victim"), testutil.Hardlink("localpasswd", "localetc/passwd")}},
+		"hardlink-relative-long":    {{testutil.Symlink("localetc", "../../../../../../../victim"), testutil.Hardlink("localpasswd", "localetc/passwd")}},
+		"hardlink-up-and-out":       {{testutil.Symlink("localetc", "upandout/../../victim"), testutil.Hardlink("localpasswd", "localetc/passwd")}},
+		"hardlink-direct-relative":  {{testutil.Hardlink("localpasswd", "../../../../../victim/passwd")}},
+		"hardlink-direct-absolute":  {{testutil.Hardlink("localpasswd", "/victim/passwd")}},
+		"symlink-named-dotdot":      {{testutil.Symlink("..", "/victim"), testutil.Hardlink("localpasswd", "../passwd")}},
+		"symlink-empty-name":        {{testutil.Symlink("", "/victim"), testutil.Hardlink("localpasswd", "passwd")}},
+		"symlink-parent-relative":   {{testutil.Symlink("localetc/sub/..", "../victim"), testutil.Hardlink("localetc/localpasswd", "etc/passwd")}},
+		"symlink-override-dir":      {{testutil.Dir("localetc"), testutil.Symlink("localetc", "../victim"), testutil.Hardlink("localetc/localpasswd", "etc/passwd")}},
+		"dir-override-symlink":      {{testutil.Symlink("localetc", "../victim"), testutil.Dir("localetc"), testutil.File("localetc/passwd", "different")}},
+		"hardlink-to-symlink-out":   {{testutil.Symlink("passwdlink", "../victim/passwd"), testutil.Hardlink("localpasswd", "passwdlink"), testutil.File("localpasswd", "written through?")}},
+		"hardlink-symlink-before":   {{testutil.Symlink("localpasswd", "../victim/passwd"), testutil.Hardlink("localpasswd-dup", "localpasswd"), testutil.File("victim/passwd", "after")}},
+		"whiteout-root-parent":      {{testutil.File(".wh...", "")}},
+		"whiteout-parent":           {{testutil.File("etc/.wh...", "")}},
+		"whiteout-root":             {{testutil.File(".wh..", "")}},
+		"whiteout-current-dir":      {{testutil.File("etc/.wh..", "")}},
+		"whiteout-symlink":          {{testutil.File(".wh.link_rel", "")}},
+		"whiteout-symlink-path":     {{testutil.File("link_rel/.wh.passwd", "")}},
+		"whiteout-abs-symlink-path": {{testutil.File("link_abs/.wh.passwd", "")}},
+		"whiteout-dir-name":         {{testutil.File(".wh.etc/somefile", "non-empty")}},
+		"whiteout-dead-symlink":     {{testutil.File("dne/.wh.etc", "")}},
+		"whiteout-relative-path":    {{testutil.File("dne/../.wh.etc", "")}},
+		"char-whiteout-symlink":     {{testutil.Whiteout("link_rel/passwd")}},
+		"char-whiteout-dotdot":      {{testutil.Whiteout("../victim")}},
+		"gvisor-linked-whiteout":    {{testutil.Whiteout("a"), testutil.Hardlink("link_rel/passwd", "a")}},
 		"opaque-through-symlink":    {{opaque("link_rel/dir/")}},
-		"opaque-marker-symlink":     {{tFile("link_rel/.wh..wh..opq", "")}},
-		"opaque-symlink-itself":     {{opaque("link_rel/"), tFile("link_rel/x", "x")}},
-		"opaque-root":               {{opaque("./"), tFile("keep", "k")}},
-		"dir-replaced-by-symlink":   {{tDir("a/"), tFile("a/x", "x"), tSymlink("a", ".."), tFile("a/victim/passwd", "pwned")}},
-		"preexisting-link-rel":      {{tFile("link_rel/passwd", "pwned")}},
-		"preexisting-link-abs":      {{tDir("link_abs/sub/")}},
-		"preexisting-link-root":     {{tFile("link_root/tmp/ocisnap-fuzz", "pwned")}},
-		"inside-symlink-ok":         {{tFile("bin/sh2", "ok"), tLink("bin/sh3", "usr/bin/sh")}},
-		"xattr-overlay-redirect":    {{tDir("d/").with("SCHILY.xattr.trusted.overlay.redirect", "/victim", "SCHILY.xattr.user.x", "v")}},
-		"setuid-file":               {{tFile("suid", "x"), tFile("suid", "y")}},
-		"fifo-then-file":            {{tFifo("f"), tFile("f", "x"), tDir("f/")}},
-		"long-name":                 {{tFile(strings.Repeat("d/", 60)+"f", "deep")}},
+		"opaque-marker-symlink":     {{testutil.File("link_rel/.wh..wh..opq", "")}},
+		"opaque-symlink-itself":     {{opaque("link_rel/"), testutil.File("link_rel/x", "x")}},
+		"opaque-root":               {{opaque("./"), testutil.File("keep", "k")}},
+		"dir-replaced-by-symlink":   {{testutil.Dir("a/"), testutil.File("a/x", "x"), testutil.Symlink("a", ".."), testutil.File("a/victim/passwd", "pwned")}},
+		"preexisting-link-rel":      {{testutil.File("link_rel/passwd", "pwned")}},
+		"preexisting-link-abs":      {{testutil.Dir("link_abs/sub/")}},
+		"preexisting-link-root":     {{testutil.File("link_root/tmp/ocisnap-fuzz", "pwned")}},
+		"inside-symlink-ok":         {{testutil.File("bin/sh2", "ok"), testutil.Hardlink("bin/sh3", "usr/bin/sh")}},
+		"xattr-overlay-redirect":    {{testutil.Dir("d/").WithPAX("SCHILY.xattr.trusted.overlay.redirect", "/victim", "SCHILY.xattr.user.x", "v")}},
+		"setuid-file":               {{testutil.File("suid", "x"), testutil.File("suid", "y")}},
+		"fifo-then-file":            {{testutil.Fifo("f"), testutil.File("f", "x"), testutil.Dir("f/")}},
+		"long-name":                 {{testutil.File(strings.Repeat("d/", 60)+"f", "deep")}},
 		"alias-whiteout-recreate":   {aliasRecreate()},
 	}
 	out := make(map[string][]byte, len(seeds)+4)
 	for name, ents := range seeds {
-		out[name] = buildTar(t, ents[0]...)
+		out[name] = testutil.Tar(t, ents[0]...)
 	}
 	// PAX records overriding a harmless ustar name or link target.
 	out["pax-path-dotdot"] = rawPAX("ok", tar.TypeReg, "", "pwned", "path", "../victim/passwd")
@@ -111,8 +110,8 @@ func applySeeds(t testing.TB) map[string][]byte {
 	out["opaque-sparse-bomb"] = sparseBomb("./d/.wh..wh..opq")
 	// A stream cut at an entry boundary (no end-of-archive blocks), trailing
 	// garbage, and compressed streams with a bad checksum.
-	good := buildTar(t, tDir("./"), tFile("a", "a"), tFile("b", "b"))
-	out["truncated"] = good[:len(good)-2*tarBlockSize]
+	good := testutil.Tar(t, testutil.Dir("./"), testutil.File("a", "a"), testutil.File("b", "b"))
+	out["truncated"] = good[:len(good)-2*tarheader.BlockSize]
 	out["trailing-garbage"] = append(append([]byte{}, good...), "garbage"...)
 	gz := compress(t, good, CompressionGzip)
 	gz[len(gz)-6] ^= 0xff
@@ -140,7 +139,7 @@ func rawPAX(name string, typ byte, link, body string, kv ...string) []byte {
 	}
 	var out []byte
 	block := func(name string, typ byte, link string, size int) {
-		h := make([]byte, tarBlockSize)
+		h := make([]byte, tarheader.BlockSize)
 		copy(h[0:100], name)
 		copy(h[100:108], "0000644\x00")
 		copy(h[108:116], "0000000\x00")
@@ -160,20 +159,20 @@ func rawPAX(name string, typ byte, link, body string, kv ...string) []byte {
 	}
 	pad := func(data string) {
 		out = append(out, data...)
-		if r := len(data) % tarBlockSize; r != 0 {
-			out = append(out, make([]byte, tarBlockSize-r)...)
+		if r := len(data) % tarheader.BlockSize; r != 0 {
+			out = append(out, make([]byte, tarheader.BlockSize-r)...)
 		}
 	}
 	block("PaxHeaders/"+name, tar.TypeXHeader, "", len(rec))
 	pad(rec)
 	block(name, typ, link, len(body))
 	pad(body)
-	return append(out, make([]byte, 2*tarBlockSize)...)
+	return append(out, make([]byte, 2*tarheader.BlockSize)...)
 }
 
 // sparseBomb is a PAX (GNU sparse 1.0) file named name of 1 EiB, all holes.
 func sparseBomb(name string) []byte {
-	mapBlock := "0\n" + strings.Repeat("\x00", tarBlockSize-2) // no data segments
+	mapBlock := "0\n" + strings.Repeat("\x00", tarheader.BlockSize-2) // no data segments
 	return rawPAX("GNUSparseFile.0/x", tar.TypeReg, "", mapBlock,
 		"GNU.sparse.major", "1", "GNU.sparse.minor", "0", "GNU.sparse.name", name,
 		"GNU.sparse.realsize", "1152921504606846976")
@@ -259,7 +258,7 @@ func fuzzIDMap() *IDMap {
 // own symlinks, are unchanged) and never panics.
 func FuzzApply(f *testing.F) {
 	seeds := applySeeds(f)
-	seeds["gvisor-upper"] = buildTar(f, gvisorUpper()...)
+	seeds["gvisor-upper"] = testutil.Tar(f, gvisorUpper()...)
 	for _, name := range sortedKeys(seeds) {
 		testutil.AddSeed(f, name, seeds[name])
 	}
@@ -527,76 +526,10 @@ func (g *treeGen) run() (Format, Compression) {
 	return format, comp
 }
 
-// describeRoundTrip lists the tree under root: one line per path (the root
-// as ".") with type, mode, owner, size, content hash, link target, mtime
-// and user xattrs, then the hard-link groups.
+// describeRoundTrip describes the tree under root as a round trip must
+// keep it: all but change times, directory sizes (filesystem history) and
+// xattrs outside user.* (the generator sets only those).
 func describeRoundTrip(t testing.TB, root string) string {
 	t.Helper()
-	var lines []string
-	groups := map[[2]uint64][]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		line := fmt.Sprintf("%q %o %d:%d mtime=%d.%09d", rel, st.Mode, st.Uid, st.Gid, st.Mtim.Sec, st.Mtim.Nsec)
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			line += fmt.Sprintf(" size=%d sha=%x", st.Size, sha256.Sum256(b))
-			if st.Nlink > 1 {
-				k := [2]uint64{st.Dev, st.Ino}
-				groups[k] = append(groups[k], rel)
-			}
-		case unix.S_IFLNK:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			line += fmt.Sprintf(" -> %q", target)
-		}
-		line += listUserXattrs(p)
-		lines = append(lines, line)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, g := range groups {
-		sort.Strings(g)
-		lines = append(lines, fmt.Sprintf("links %q", g))
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
-}
-
-func listUserXattrs(p string) string {
-	buf := make([]byte, 64<<10)
-	n, err := unix.Llistxattr(p, buf)
-	if err != nil || n <= 0 {
-		return ""
-	}
-	var names []string
-	for _, x := range strings.Split(string(buf[:n]), "\x00") {
-		if strings.HasPrefix(x, "user.") {
-			names = append(names, x)
-		}
-	}
-	sort.Strings(names)
-	var sb strings.Builder
-	for _, x := range names {
-		v := make([]byte, 64<<10)
-		m, err := unix.Lgetxattr(p, x, v)
-		if err == nil {
-			fmt.Fprintf(&sb, " %s=%q", x, v[:m])
-		}
-	}
-	return sb.String()
+	return testutil.DescribeTree(t, root, testutil.WithoutCtime(), testutil.WithoutDirSizes(), testutil.OnlyXattrs("user."))
 }

@@ -37,21 +37,21 @@ func newMountTree(t *testing.T, overlay bool) *mountTree {
 	}
 	t.Cleanup(func() { os.RemoveAll(base) }) // after the unmounts, registered later
 	m := &mountTree{base: base, root: filepath.Join(base, "root")}
-	tree(t, base, map[string]string{
-		"vol/keep":        "precious",
-		"vol/sub/f":       "nested",
-		"vol2/keep":       "precious too",
-		"hostsfile":       "127.0.0.1 localhost\n",
-		"lower/etc/hosts": "",
-		"lower/etc/app":   "image",
-		"lower/data/":     "",
-		"lower/srv/vol/":  "",
-		"lower/srv/own":   "own",
-		"lower/scratch/":  "",
-		"upper/":          "",
-		"work/":           "",
-		"root/":           "",
-	})
+	testutil.BuildTree(t, base,
+		testutil.File("hostsfile", "127.0.0.1 localhost\n"),
+		testutil.Dir("lower/data/"),
+		testutil.File("lower/etc/app", "image"),
+		testutil.File("lower/etc/hosts", ""),
+		testutil.Dir("lower/scratch/"),
+		testutil.File("lower/srv/own", "own"),
+		testutil.Dir("lower/srv/vol/"),
+		testutil.Dir("root/"),
+		testutil.Dir("upper/"),
+		testutil.File("vol/keep", "precious"),
+		testutil.File("vol/sub/f", "nested"),
+		testutil.File("vol2/keep", "precious too"),
+		testutil.Dir("work/"),
+	)
 	for _, p := range []string{"vol", "vol/keep", "vol/sub"} {
 		if err := os.Lchown(filepath.Join(base, p), 1234, 5678); err != nil {
 			t.Fatal(err)
@@ -129,43 +129,43 @@ func (m *mountTree) mounted(t *testing.T) []string {
 // restore with ErrCrossesMount and is named. Serial and parallel, on a
 // plain directory and on an overlay mount.
 func TestApplyMountsInside(t *testing.T) {
-	opaque := func(name string) tent { return tDir(name).with("SCHILY.xattr.trusted.overlay.opaque", "y") }
-	meta := tDir("./data/")
-	meta.h.Mode, meta.h.Uid, meta.h.Gid, meta.h.ModTime = 0o777, 42, 43, time.Unix(1, 0)
-	meta = meta.with("SCHILY.xattr.user.planted", "x")
+	opaque := func(name string) testutil.Node { return testutil.Dir(name).WithOpaque() }
+	meta := testutil.Dir("./data/")
+	meta.Header.Mode, meta.Header.Uid, meta.Header.Gid, meta.Header.ModTime = 0o777, 42, 43, time.Unix(1, 0)
+	meta = meta.WithPAX("SCHILY.xattr.user.planted", "x")
 	tests := []struct {
 		name    string
-		entries []tent
+		entries []testutil.Node
 		names   string // the error names this entry
 		detail  string // and this mount point
 	}{
-		{"whiteout of the volume", []tent{tWhiteout("./data"), tFile("./data/planted", "p")}, `"./data"`, `"data" is a mount point`},
-		{"OCI whiteout of the volume", []tent{tFile("./.wh.data", "")}, `"./data"`, `"data"`},
-		{"file in the volume", []tent{tFile("./data/planted", "p")}, `"./data/planted"`, `"data" passes through a mount point`},
-		{"file replacing a file in the volume", []tent{tFile("./data/keep", "pwned")}, `"./data/keep"`, `"data"`},
-		{"directory in the volume", []tent{tDir("./data/sub/")}, `"./data/sub"`, `"data"`},
-		{"metadata of the volume's root", []tent{meta}, `"./data"`, `"data" is a mount point`},
-		{"opaque volume", []tent{opaque("./data/"), tFile("./data/x", "x")}, `"./data"`, `"data"`},
-		{"OCI opaque marker in the volume", []tent{tFile("./data/.wh..wh..opq", "")}, `"./data"`, `"data"`},
-		{"whiteout in the volume", []tent{tWhiteout("./data/keep")}, `"./data/keep"`, `"data"`},
-		{"hard link into the volume", []tent{tFile("./f", "f"), tLink("./data/link", "./f")}, `"./data/link"`, `"data"`},
-		{"hard link out of the volume", []tent{tLink("./stolen", "./data/keep")}, `"./stolen"`, `"data"`},
-		{"file replacing the volume", []tent{tFile("./data", "file")}, `"./data"`, `"data" is a mount point`},
-		{"symlink replacing the volume", []tent{tSymlink("./data", "/")}, `"./data"`, `"data"`},
-		{"whiteout of the volume's parent", []tent{tWhiteout("./srv")}, `"./srv"`, `"srv/vol" is a mount point`},
-		{"file replacing the volume's parent", []tent{tFile("./srv", "file")}, `"./srv"`, `"srv/vol"`},
-		{"opaque parent of a volume", []tent{opaque("./srv/"), tFile("./srv/new", "n")}, `"./srv"`, `"srv/vol"`},
-		{"opaque parent of a volume, marker last", []tent{tDir("./srv/"), tFile("./srv/new", "n"), tFile("./srv/.wh..wh..opq", "")}, `"./srv"`, `"srv/vol"`},
-		{"opaque root", []tent{opaque("./"), tFile("./new", "n")}, `"./"`, `is a mount point`},
-		{"tmpfs replaced by a directory entry with children", []tent{tWhiteout("./scratch"), tDir("./scratch/")}, `"./scratch"`, `"scratch"`},
-		{"bind-mounted file replaced", []tent{tFile("./etc/hosts", "0.0.0.0 evil\n")}, `"./etc/hosts"`, `"etc/hosts" is a mount point`},
-		{"bind-mounted file removed", []tent{tWhiteout("./etc/hosts")}, `"./etc/hosts"`, `"etc/hosts"`},
-		{"bind-mounted file replaced by a symlink", []tent{tSymlink("./etc/hosts", "/etc/shadow")}, `"./etc/hosts"`, `"etc/hosts"`},
-		{"empty file over the volume", []tent{tFile("./data", "")}, `"./data"`, `"data" is a mount point`},
-		{"bind-mounted file replaced by a directory", []tent{tDir("./etc/hosts/")}, `"./etc/hosts"`, `"etc/hosts"`},
-		{"hard link to a bind-mounted file", []tent{tLink("./hosts2", "./etc/hosts")}, `"./hosts2"`, `link target "etc/hosts" is a mount point`},
-		{"through a symlink into the volume", []tent{tSymlink("./l", "data"), tFile("./l/planted", "p")}, `"./l/planted"`, `"l" passes through a mount point`},
-		{"whiteout through a symlink to the volume's parent", []tent{tSymlink("./l", "srv"), tWhiteout("./l/vol")}, `"./l/vol"`, `"l/vol" is a mount point`},
+		{"whiteout of the volume", []testutil.Node{testutil.Whiteout("./data"), testutil.File("./data/planted", "p")}, `"./data"`, `"data" is a mount point`},
+		{"OCI whiteout of the volume", []testutil.Node{testutil.File("./.wh.data", "")}, `"./data"`, `"data"`},
+		{"file in the volume", []testutil.Node{testutil.File("./data/planted", "p")}, `"./data/planted"`, `"data" passes through a mount point`},
+		{"file replacing a file in the volume", []testutil.Node{testutil.File("./data/keep", "pwned")}, `"./data/keep"`, `"data"`},
+		{"directory in the volume", []testutil.Node{testutil.Dir("./data/sub/")}, `"./data/sub"`, `"data"`},
+		{"metadata of the volume's root", []testutil.Node{meta}, `"./data"`, `"data" is a mount point`},
+		{"opaque volume", []testutil.Node{opaque("./data/"), testutil.File("./data/x", "x")}, `"./data"`, `"data"`},
+		{"OCI opaque marker in the volume", []testutil.Node{testutil.File("./data/.wh..wh..opq", "")}, `"./data"`, `"data"`},
+		{"whiteout in the volume", []testutil.Node{testutil.Whiteout("./data/keep")}, `"./data/keep"`, `"data"`},
+		{"hard link into the volume", []testutil.Node{testutil.File("./f", "f"), testutil.Hardlink("./data/link", "./f")}, `"./data/link"`, `"data"`},
+		{"hard link out of the volume", []testutil.Node{testutil.Hardlink("./stolen", "./data/keep")}, `"./stolen"`, `"data"`},
+		{"file replacing the volume", []testutil.Node{testutil.File("./data", "file")}, `"./data"`, `"data" is a mount point`},
+		{"symlink replacing the volume", []testutil.Node{testutil.Symlink("./data", "/")}, `"./data"`, `"data"`},
+		{"whiteout of the volume's parent", []testutil.Node{testutil.Whiteout("./srv")}, `"./srv"`, `"srv/vol" is a mount point`},
+		{"file replacing the volume's parent", []testutil.Node{testutil.File("./srv", "file")}, `"./srv"`, `"srv/vol"`},
+		{"opaque parent of a volume", []testutil.Node{opaque("./srv/"), testutil.File("./srv/new", "n")}, `"./srv"`, `"srv/vol"`},
+		{"opaque parent of a volume, marker last", []testutil.Node{testutil.Dir("./srv/"), testutil.File("./srv/new", "n"), testutil.File("./srv/.wh..wh..opq", "")}, `"./srv"`, `"srv/vol"`},
+		{"opaque root", []testutil.Node{opaque("./"), testutil.File("./new", "n")}, `"./"`, `is a mount point`},
+		{"tmpfs replaced by a directory entry with children", []testutil.Node{testutil.Whiteout("./scratch"), testutil.Dir("./scratch/")}, `"./scratch"`, `"scratch"`},
+		{"bind-mounted file replaced", []testutil.Node{testutil.File("./etc/hosts", "0.0.0.0 evil\n")}, `"./etc/hosts"`, `"etc/hosts" is a mount point`},
+		{"bind-mounted file removed", []testutil.Node{testutil.Whiteout("./etc/hosts")}, `"./etc/hosts"`, `"etc/hosts"`},
+		{"bind-mounted file replaced by a symlink", []testutil.Node{testutil.Symlink("./etc/hosts", "/etc/shadow")}, `"./etc/hosts"`, `"etc/hosts"`},
+		{"empty file over the volume", []testutil.Node{testutil.File("./data", "")}, `"./data"`, `"data" is a mount point`},
+		{"bind-mounted file replaced by a directory", []testutil.Node{testutil.Dir("./etc/hosts/")}, `"./etc/hosts"`, `"etc/hosts"`},
+		{"hard link to a bind-mounted file", []testutil.Node{testutil.Hardlink("./hosts2", "./etc/hosts")}, `"./hosts2"`, `link target "etc/hosts" is a mount point`},
+		{"through a symlink into the volume", []testutil.Node{testutil.Symlink("./l", "data"), testutil.File("./l/planted", "p")}, `"./l/planted"`, `"l" passes through a mount point`},
+		{"whiteout through a symlink to the volume's parent", []testutil.Node{testutil.Symlink("./l", "srv"), testutil.Whiteout("./l/vol")}, `"./l/vol"`, `"l/vol" is a mount point`},
 	}
 	for _, overlay := range []bool{false, true} {
 		for _, tt := range tests {
@@ -174,7 +174,7 @@ func TestApplyMountsInside(t *testing.T) {
 					withParallelism(t, n)
 					m := newMountTree(t, overlay)
 					before := m.describe(t)
-					_, err := applyTo(t, m.root, buildTar(t, tt.entries...))
+					_, err := applyTo(t, m.root, testutil.Tar(t, tt.entries...))
 					if !errors.Is(err, ErrCrossesMount) {
 						t.Fatalf("err = %v, want ErrCrossesMount", err)
 					}
@@ -203,12 +203,12 @@ func TestApplyMountsInsideUntouched(t *testing.T) {
 			withParallelism(t, n)
 			m := newMountTree(t, true)
 			before := m.describe(t)
-			etc := tDir("./etc/")
-			etc.h.Mode = 0o751
-			mustApply(t, m.root, buildTar(t,
-				tDir("./"), etc, tFile("./etc/app", "restored"), tDir("./srv/"), tFile("./srv/own", "restored"),
-				tWhiteout("./srv/gone"), tDir("./w/"), tDir("./w/data/"), tWhiteout("./w"), tSymlink("./w", "."),
-				tFile("./etc/hosts", ""),
+			etc := testutil.Dir("./etc/")
+			etc.Header.Mode = 0o751
+			mustApply(t, m.root, testutil.Tar(t,
+				testutil.Dir("./"), etc, testutil.File("./etc/app", "restored"), testutil.Dir("./srv/"), testutil.File("./srv/own", "restored"),
+				testutil.Whiteout("./srv/gone"), testutil.Dir("./w/"), testutil.Dir("./w/data/"), testutil.Whiteout("./w"), testutil.Symlink("./w", "."),
+				testutil.File("./etc/hosts", ""),
 			))
 			if after := m.describe(t); after != before {
 				t.Errorf("a mount inside the root changed:\n%s", testutil.TreeDiff(before, after))
@@ -234,7 +234,12 @@ func TestApplyMountInOtherNamespace(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "unshare", "sleep")
 	base := t.TempDir()
-	tree(t, base, map[string]string{"root/etc/hosts": "", "root/data/": "", "vol/keep": "precious", "hostsfile": "h"})
+	testutil.BuildTree(t, base,
+		testutil.File("hostsfile", "h"),
+		testutil.Dir("root/data/"),
+		testutil.File("root/etc/hosts", ""),
+		testutil.File("vol/keep", "precious"),
+	)
 	root := filepath.Join(base, "root")
 	script := fmt.Sprintf("mount --bind %s/vol %s/data && mount --bind %s/hostsfile %s/etc/hosts && echo ready && exec sleep 60",
 		base, root, base, root)
@@ -271,22 +276,22 @@ func TestApplyMountInOtherNamespace(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name  string
-		entry tent
+		entry testutil.Node
 	}{
-		{"./etc/hosts", tFile("./etc/hosts", "evil")},
-		{"./etc/hosts", tWhiteout("./etc/hosts")},
-		{"./data", tWhiteout("./data")},
-		{"./data", tFile("./data", "f")},
+		{"./etc/hosts", testutil.File("./etc/hosts", "evil")},
+		{"./etc/hosts", testutil.Whiteout("./etc/hosts")},
+		{"./data", testutil.Whiteout("./data")},
+		{"./data", testutil.File("./data", "f")},
 	} {
 		for _, n := range []int{1, 2} {
 			withParallelism(t, n)
 			before := testutil.DescribeTree(t, filepath.Join(base, "vol")) + testutil.DescribeTree(t, filepath.Join(base, "hostsfile"))
-			_, err := applyTo(t, inNS, buildTar(t, tt.entry))
+			_, err := applyTo(t, inNS, testutil.Tar(t, tt.entry))
 			if !errors.Is(err, ErrCrossesMount) || !strings.Contains(err.Error(), `apply "`+tt.name+`"`) {
-				t.Errorf("%s (type %c), %d workers: err = %v, want ErrCrossesMount naming it", tt.name, tt.entry.h.Typeflag, n, err)
+				t.Errorf("%s (type %c), %d workers: err = %v, want ErrCrossesMount naming it", tt.name, tt.entry.Header.Typeflag, n, err)
 			}
 			if got := nsMounts(); got != want {
-				t.Fatalf("%s (type %c): the namespace's mounts are now %q, were %q", tt.name, tt.entry.h.Typeflag, got, want)
+				t.Fatalf("%s (type %c): the namespace's mounts are now %q, were %q", tt.name, tt.entry.Header.Typeflag, got, want)
 			}
 			after := testutil.DescribeTree(t, filepath.Join(base, "vol")) + testutil.DescribeTree(t, filepath.Join(base, "hostsfile"))
 			if after != before {
@@ -295,7 +300,7 @@ func TestApplyMountInOtherNamespace(t *testing.T) {
 		}
 	}
 	// The root's own names are changed as usual from here.
-	mustApply(t, inNS, buildTar(t, tFile("./etc/app", "x"), tDir("./etc/")))
+	mustApply(t, inNS, testutil.Tar(t, testutil.File("./etc/app", "x"), testutil.Dir("./etc/")))
 	if c := readFile(t, filepath.Join(root, "etc/app")); c != "x" {
 		t.Errorf("etc/app = %q", c)
 	}

@@ -20,12 +20,3 @@ func newApplier(*os.File, *applyOptions) (*applier, error) { return nil, errAppl
 func (*applier) apply(*Entry, io.Reader) error { return errApplyUnsupported }
 func (*applier) finish() error                 { return errApplyUnsupported }
 func (*applier) close()                        {}
-
-// entryError is a failure that already names its entry.
-type entryError struct {
-	name string
-	err  error
-}
-
-func (e *entryError) Error() string { return fmt.Sprintf("apply %q: %v", e.name, e.err) }
-func (e *entryError) Unwrap() error { return e.err }

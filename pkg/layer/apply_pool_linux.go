@@ -25,12 +25,13 @@ package layer
 // directory times. Creations by workers in a directory the applier is
 // still filling are independent (different names).
 //
-// Why: restoring a file costs 4–6 system calls, the create alone a third
-// of the time on an overlay mount; tests/bench/results.md has the numbers.
+// Why: a restored file is a handful of system calls, and creating it
+// through overlayfs dominates them; workers overlap that kernel work with
+// the parsing of the stream (see tests/bench/notes.md, "Where they do not:
+// restore of small and tiny files").
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,19 +62,6 @@ type fileJob struct {
 	m            entryMeta
 	data         []byte // the content, or nil if written already
 	chown, chmod bool
-}
-
-// dirRef is a directory descriptor shared by the jobs creating files in
-// it, closed by the last one.
-type dirRef struct {
-	fd   int
-	refs atomic.Int32
-}
-
-func (d *dirRef) release() {
-	if d.refs.Add(-1) == 0 {
-		unix.Close(d.fd)
-	}
 }
 
 type fileBatch struct {
@@ -114,10 +102,7 @@ type filePool struct {
 // newFilePool returns a pool, or nil where running the files' system calls
 // in parallel cannot help (a single P).
 func newFilePool() *filePool {
-	n := min(runtime.GOMAXPROCS(0), poolMaxWorkers)
-	if parallelism >= 0 {
-		n = parallelism
-	}
+	n := goroutines(poolMaxWorkers)
 	if n < 2 {
 		return nil
 	}
@@ -129,10 +114,6 @@ func newFilePool() *filePool {
 	}
 	return p
 }
-
-// parallelism overrides the number of workers of Apply and whether Write
-// runs in two stages (below 2: serial); -1 is automatic. For tests.
-var parallelism = -1
 
 // reserve returns size bytes of arena for the content of the next job.
 func (p *filePool) reserve(size int) []byte {
@@ -295,15 +276,14 @@ func (p *filePool) forgetDir() {
 func (p *filePool) createIn(dir string, fd int) (*dirRef, error) {
 	if p.dir == nil || p.dirPath != dir {
 		p.flush()
-		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		d, err := newDirRef(fd)
 		if err != nil {
 			return nil, fmt.Errorf("dup directory: %w", err)
 		}
 		if p.dir != nil {
 			p.dir.release()
 		}
-		p.dir, p.dirPath = &dirRef{fd: nfd}, dir
-		p.dir.refs.Store(1)
+		p.dir, p.dirPath = d, dir
 	}
 	p.dir.refs.Add(1)
 	return p.dir, nil
@@ -373,13 +353,3 @@ func (j *fileJob) run() (err error) {
 	}
 	return setFdMetaOpt(j.fd, &j.m, j.chown, j.chmod)
 }
-
-// entryError is a failure that already names its entry: one from the
-// pool, found while the applier is at a later entry.
-type entryError struct {
-	name string
-	err  error
-}
-
-func (e *entryError) Error() string { return fmt.Sprintf("apply %q: %v", e.name, e.err) }
-func (e *entryError) Unwrap() error { return e.err }

@@ -6,14 +6,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -41,36 +38,6 @@ func mustApply(t testing.TB, root string, b []byte, opts ...ApplyOpt) Stats {
 		t.Fatalf("Apply: %v", err)
 	}
 	return st
-}
-
-// tree creates files ("name" → content; a trailing "/" makes a directory;
-// "->target" a symlink) under dir.
-func tree(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := filepath.Join(dir, n)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		c := files[n]
-		var err error
-		switch {
-		case strings.HasSuffix(n, "/"):
-			err = os.MkdirAll(p, 0o755)
-		case strings.HasPrefix(c, "->"):
-			err = os.Symlink(c[2:], p)
-		default:
-			err = os.WriteFile(p, []byte(c), 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func lstat(t testing.TB, p string) *unix.Stat_t {
@@ -142,23 +109,23 @@ func TestApplyEntries(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
 
-	dir := tDir("./dir/")
-	dir.h.ModTime, dir.h.Mode, dir.h.Uid, dir.h.Gid = dirTime, 0o2750, 1234, 5678
-	dir = dir.with("SCHILY.xattr.user.dir", "dirval")
-	sticky := tDir("./tmp/")
-	sticky.h.Mode = 0o1777
-	file := tFile("./dir/file", "hello").with("SCHILY.xattr.user.test", "val", "SCHILY.xattr.trusted.overlay.origin", "x")
-	file.h.Mode, file.h.Uid, file.h.Gid, file.h.ModTime, file.h.AccessTime = 0o4755, 1234, 5678, tMtime, tAtime
-	setgid := tFile("./dir/sgid", "")
-	setgid.h.Mode = 0o2711
-	sym := tSymlink("./dir/sym", "file").with("SCHILY.xattr.trusted.test", "t", "SCHILY.xattr.user.skipped", "u")
-	sym.h.Uid, sym.h.Gid, sym.h.ModTime = 1234, 5678, tMtime
-	fifo := tFifo("./dir/fifo")
-	fifo.h.Uid, fifo.h.Gid, fifo.h.Mode = 42, 43, 0o4620
-	link := tLink("./dir/hard", "./dir/file")
+	dir := testutil.Dir("./dir/")
+	dir.Header.ModTime, dir.Header.Mode, dir.Header.Uid, dir.Header.Gid = dirTime, 0o2750, 1234, 5678
+	dir = dir.WithPAX("SCHILY.xattr.user.dir", "dirval")
+	sticky := testutil.Dir("./tmp/")
+	sticky.Header.Mode = 0o1777
+	file := testutil.File("./dir/file", "hello").WithPAX("SCHILY.xattr.user.test", "val", "SCHILY.xattr.trusted.overlay.origin", "x")
+	file.Header.Mode, file.Header.Uid, file.Header.Gid, file.Header.ModTime, file.Header.AccessTime = 0o4755, 1234, 5678, tMtime, tAtime
+	setgid := testutil.File("./dir/sgid", "")
+	setgid.Header.Mode = 0o2711
+	sym := testutil.Symlink("./dir/sym", "file").WithPAX("SCHILY.xattr.trusted.test", "t", "SCHILY.xattr.user.skipped", "u")
+	sym.Header.Uid, sym.Header.Gid, sym.Header.ModTime = 1234, 5678, tMtime
+	fifo := testutil.Fifo("./dir/fifo")
+	fifo.Header.Uid, fifo.Header.Gid, fifo.Header.Mode = 42, 43, 0o4620
+	link := testutil.Hardlink("./dir/hard", "./dir/file")
 	// Entries after the directory's own: they must not undo its mtime.
-	late := tFile("./dir/sub/late", "late")
-	b := buildTar(t, tDir("./"), dir, sticky, file, setgid, sym, fifo, link, tDir("./dir/sub/"), late)
+	late := testutil.File("./dir/sub/late", "late")
+	b := testutil.Tar(t, testutil.Dir("./"), dir, sticky, file, setgid, sym, fifo, link, testutil.Dir("./dir/sub/"), late)
 
 	st := mustApply(t, root, b)
 	if st.Entries != 10 || st.Bytes != int64(len("hello")+len("late")) {
@@ -228,7 +195,7 @@ func TestApplyEntries(t *testing.T) {
 func TestApplyMissingParents(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
-	mustApply(t, root, buildTar(t, tFile("a/b/c/file", "x"), tFile("a/b/other", "y")))
+	mustApply(t, root, testutil.Tar(t, testutil.File("a/b/c/file", "x"), testutil.File("a/b/other", "y")))
 	if c := readFile(t, filepath.Join(root, "a/b/c/file")); c != "x" {
 		t.Fatalf("content %q", c)
 	}
@@ -241,44 +208,44 @@ func TestApplyReplaces(t *testing.T) {
 	testutil.RequireRoot(t)
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
-	tree(t, base, map[string]string{
-		"victim":                 "precious",
-		"victimdir/keep":         "keep",
-		"root/dirdir/old":        "old",
-		"root/fileoverdir/x/y":   "y",
-		"root/diroverfile":       "file",
-		"root/symoverfile":       "file",
-		"root/fileoversym":       "->../victim",
-		"root/diroversym":        "->../victimdir",
-		"root/fileoverfile":      "old content, longer than the new",
-		"root/linkoversym":       "->/etc/passwd",
-		"root/whiteoutsym":       "->../victimdir",
-		"root/fifooverfile":      "f",
-		"root/hardtosym":         "->../victim",
-		"root/dirdir/sub/nested": "n",
-	})
+	testutil.BuildTree(t, base,
+		testutil.File("root/dirdir/old", "old"),
+		testutil.File("root/dirdir/sub/nested", "n"),
+		testutil.File("root/diroverfile", "file"),
+		testutil.Symlink("root/diroversym", "../victimdir"),
+		testutil.File("root/fifooverfile", "f"),
+		testutil.File("root/fileoverdir/x/y", "y"),
+		testutil.File("root/fileoverfile", "old content, longer than the new"),
+		testutil.Symlink("root/fileoversym", "../victim"),
+		testutil.Symlink("root/hardtosym", "../victim"),
+		testutil.Symlink("root/linkoversym", "/etc/passwd"),
+		testutil.File("root/symoverfile", "file"),
+		testutil.Symlink("root/whiteoutsym", "../victimdir"),
+		testutil.File("victim", "precious"),
+		testutil.File("victimdir/keep", "keep"),
+	)
 	if err := os.Chmod(filepath.Join(base, "victimdir"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	victimBefore := lstat(t, filepath.Join(base, "victim"))
 
-	dd := tDir("dirdir/")
-	dd.h.Mode, dd.h.Uid, dd.h.Gid = 0o711, 7, 8
-	dos := tDir("diroversym/")
-	dos.h.Mode = 0o777
-	b := buildTar(t,
+	dd := testutil.Dir("dirdir/")
+	dd.Header.Mode, dd.Header.Uid, dd.Header.Gid = 0o711, 7, 8
+	dos := testutil.Dir("diroversym/")
+	dos.Header.Mode = 0o777
+	b := testutil.Tar(t,
 		dd,
-		tFile("fileoverdir", "now a file"),
-		tDir("diroverfile/"),
-		tFile("diroverfile/child", "c"),
-		tSymlink("symoverfile", "target"),
-		tFile("fileoversym", "not through the symlink"),
+		testutil.File("fileoverdir", "now a file"),
+		testutil.Dir("diroverfile/"),
+		testutil.File("diroverfile/child", "c"),
+		testutil.Symlink("symoverfile", "target"),
+		testutil.File("fileoversym", "not through the symlink"),
 		dos,
-		tFile("fileoverfile", "new"),
-		tLink("linkoversym", "fileoverfile"),
-		tWhiteout("whiteoutsym"),
-		tFifo("fifooverfile"),
-		tLink("viasym", "hardtosym"), // links the symlink itself
+		testutil.File("fileoverfile", "new"),
+		testutil.Hardlink("linkoversym", "fileoverfile"),
+		testutil.Whiteout("whiteoutsym"),
+		testutil.Fifo("fifooverfile"),
+		testutil.Hardlink("viasym", "hardtosym"), // links the symlink itself
 	)
 	mustApply(t, root, b)
 
@@ -335,22 +302,28 @@ func TestApplyReplaces(t *testing.T) {
 func TestApplyWhiteouts(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
-	tree(t, root, map[string]string{
-		"f1": "1", "f2": "2", "f3": "3", "f4": "4",
-		"d1/a/b": "x", "d2/a": "x", "keep": "k", "sub/f5": "5",
-	})
-	b := buildTar(t,
-		tDir("./"),
-		tWhiteout("./d1"),     // overlay whiteout of a directory
-		tWhiteout("./f1"),     // overlay whiteout of a file
-		tLink("./f2", "./f1"), // gVisor: later whiteouts link to the first
-		tFile("./.wh.f3", ""), // OCI whiteout of a file
-		tFile("./.wh.d2", ""), // OCI whiteout of a directory
-		tWhiteout("./absent"), // absent: fine
-		tFile("./.wh.absent2", ""),
-		tWhiteout("./nodir/absent"), // absent parent: fine
-		tDir("./sub/"),
-		tLink("./sub/f5", "./f1"),
+	testutil.BuildTree(t, root,
+		testutil.File("d1/a/b", "x"),
+		testutil.File("d2/a", "x"),
+		testutil.File("f1", "1"),
+		testutil.File("f2", "2"),
+		testutil.File("f3", "3"),
+		testutil.File("f4", "4"),
+		testutil.File("keep", "k"),
+		testutil.File("sub/f5", "5"),
+	)
+	b := testutil.Tar(t,
+		testutil.Dir("./"),
+		testutil.Whiteout("./d1"),         // overlay whiteout of a directory
+		testutil.Whiteout("./f1"),         // overlay whiteout of a file
+		testutil.Hardlink("./f2", "./f1"), // gVisor: later whiteouts link to the first
+		testutil.File("./.wh.f3", ""),     // OCI whiteout of a file
+		testutil.File("./.wh.d2", ""),     // OCI whiteout of a directory
+		testutil.Whiteout("./absent"),     // absent: fine
+		testutil.File("./.wh.absent2", ""),
+		testutil.Whiteout("./nodir/absent"), // absent parent: fine
+		testutil.Dir("./sub/"),
+		testutil.Hardlink("./sub/f5", "./f1"),
 	)
 	st := mustApply(t, root, b)
 	if st.Entries != 11 || st.Bytes != 0 {
@@ -364,38 +337,39 @@ func TestApplyWhiteouts(t *testing.T) {
 // marker comes before its children or after them.
 func TestApplyOpaque(t *testing.T) {
 	testutil.RequireRoot(t)
-	old := map[string]string{
-		"d/old": "o", "d/keepname": "old content", "d/sub/oldnested": "o", "d/oldsub/x": "x",
+	old := []testutil.Node{
+		testutil.File("d/keepname", "old content"), testutil.File("d/old", "o"),
+		testutil.File("d/oldsub/x", "x"), testutil.File("d/sub/oldnested", "o"),
 	}
-	opaqueDir := func(name string, kv ...string) tent {
-		d := tDir(name).with(kv...)
-		d.h.Mode, d.h.Uid, d.h.ModTime = 0o750, 99, dirTime
+	opaqueDir := func(name string, kv ...string) testutil.Node {
+		d := testutil.Dir(name).WithPAX(kv...)
+		d.Header.Mode, d.Header.Uid, d.Header.ModTime = 0o750, 99, dirTime
 		return d
 	}
-	children := []tent{tFile("d/keepname", "new"), tDir("d/sub/"), tFile("d/sub/new", "n")}
+	children := []testutil.Node{testutil.File("d/keepname", "new"), testutil.Dir("d/sub/"), testutil.File("d/sub/new", "n")}
 	tests := []struct {
 		name     string
-		entries  []tent
+		entries  []testutil.Node
 		markerMd bool // the directory keeps its old metadata (marker only)
 	}{
-		{"overlay trusted.overlay.opaque", append([]tent{opaqueDir("d/", "SCHILY.xattr.trusted.overlay.opaque", "y")}, children...), false},
-		{"gVisor user.overlay.opaque", append([]tent{opaqueDir("d/", "SCHILY.xattr.user.overlay.opaque", "y")}, children...), false},
-		{"OCI marker before the children", append([]tent{opaqueDir("d/"), tFile("d/.wh..wh..opq", "")}, children...), false},
-		{"OCI marker after the children", append(append([]tent{opaqueDir("d/")}, children...), tFile("d/.wh..wh..opq", "")), false},
-		{"OCI marker without the directory entry", append([]tent{tFile("d/.wh..wh..opq", "")}, children...), true},
-		{"OCI marker last, no directory entry", append(append([]tent{}, children...), tFile("d/.wh..wh..opq", "")), true},
+		{"overlay trusted.overlay.opaque", append([]testutil.Node{opaqueDir("d/", "SCHILY.xattr.trusted.overlay.opaque", "y")}, children...), false},
+		{"gVisor user.overlay.opaque", append([]testutil.Node{opaqueDir("d/", "SCHILY.xattr.user.overlay.opaque", "y")}, children...), false},
+		{"OCI marker before the children", append([]testutil.Node{opaqueDir("d/"), testutil.File("d/.wh..wh..opq", "")}, children...), false},
+		{"OCI marker after the children", append(append([]testutil.Node{opaqueDir("d/")}, children...), testutil.File("d/.wh..wh..opq", "")), false},
+		{"OCI marker without the directory entry", append([]testutil.Node{testutil.File("d/.wh..wh..opq", "")}, children...), true},
+		{"OCI marker last, no directory entry", append(append([]testutil.Node{}, children...), testutil.File("d/.wh..wh..opq", "")), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
-			tree(t, root, old)
+			testutil.BuildTree(t, root, old...)
 			if err := os.Chmod(filepath.Join(root, "d"), 0o701); err != nil {
 				t.Fatal(err)
 			}
 			if err := unix.Setxattr(filepath.Join(root, "d"), "user.old", []byte("1"), 0); err != nil {
 				t.Fatal(err)
 			}
-			mustApply(t, root, buildTar(t, tt.entries...))
+			mustApply(t, root, testutil.Tar(t, tt.entries...))
 			wantNames(t, filepath.Join(root, "d"), "keepname", "sub")
 			wantNames(t, filepath.Join(root, "d/sub"), "new")
 			if c := readFile(t, filepath.Join(root, "d/keepname")); c != "new" {
@@ -418,13 +392,13 @@ func TestApplyOpaque(t *testing.T) {
 func TestApplyParentCache(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
-	mustApply(t, root, buildTar(t,
-		tDir("a/"), tFile("a/x", "x"), tDir("a/b/"), tFile("a/b/y", "y"),
-		tWhiteout("a"), tDir("a/"), tFile("a/z", "z"), // whiteout, then again
-		tDir("c/"), tFile("c/1", "1"), tFile("c", "now a file"),
-		tDir("d/"), tFile("d/1", "1"),
-		tDir("d/").with("SCHILY.xattr.trusted.overlay.opaque", "y"), tFile("d/2", "2"),
-		tDir("e/"), tDir("e/f/"), tFile("e/f/1", "1"), tFile("e/.wh..wh..opq", ""), tFile("e/f/2", "2"),
+	mustApply(t, root, testutil.Tar(t,
+		testutil.Dir("a/"), testutil.File("a/x", "x"), testutil.Dir("a/b/"), testutil.File("a/b/y", "y"),
+		testutil.Whiteout("a"), testutil.Dir("a/"), testutil.File("a/z", "z"), // whiteout, then again
+		testutil.Dir("c/"), testutil.File("c/1", "1"), testutil.File("c", "now a file"),
+		testutil.Dir("d/"), testutil.File("d/1", "1"),
+		testutil.Dir("d/").WithPAX("SCHILY.xattr.trusted.overlay.opaque", "y"), testutil.File("d/2", "2"),
+		testutil.Dir("e/"), testutil.Dir("e/f/"), testutil.File("e/f/1", "1"), testutil.File("e/.wh..wh..opq", ""), testutil.File("e/f/2", "2"),
 	))
 	wantNames(t, filepath.Join(root, "a"), "z")
 	if c := readFile(t, filepath.Join(root, "c")); c != "now a file" {
@@ -437,11 +411,11 @@ func TestApplyParentCache(t *testing.T) {
 func TestApplyOpaqueRoot(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
-	tree(t, root, map[string]string{"old": "o", "olddir/x": "x", "kept/old": "o"})
-	mustApply(t, root, buildTar(t,
-		tDir("./").with("SCHILY.xattr.trusted.overlay.opaque", "y"),
-		tDir("./kept/"),
-		tFile("./new", "n"),
+	testutil.BuildTree(t, root, testutil.File("kept/old", "o"), testutil.File("old", "o"), testutil.File("olddir/x", "x"))
+	mustApply(t, root, testutil.Tar(t,
+		testutil.Dir("./").WithPAX("SCHILY.xattr.trusted.overlay.opaque", "y"),
+		testutil.Dir("./kept/"),
+		testutil.File("./new", "n"),
 	))
 	wantNames(t, root, "kept", "new")
 	wantNames(t, filepath.Join(root, "kept"))
@@ -454,10 +428,10 @@ func TestApplyIDMap(t *testing.T) {
 		GIDs: []IDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}},
 	}
 	root := t.TempDir()
-	f := tFile("f", "x")
-	f.h.Uid, f.h.Gid = 1000, 1001
-	s := tSymlink("s", "f")
-	mustApply(t, root, buildTar(t, tDir("./"), f, s), WithIDMap(m))
+	f := testutil.File("f", "x")
+	f.Header.Uid, f.Header.Gid = 1000, 1001
+	s := testutil.Symlink("s", "f")
+	mustApply(t, root, testutil.Tar(t, testutil.Dir("./"), f, s), WithIDMap(m))
 	for p, want := range map[string][2]uint32{"": {100000, 200000}, "f": {101000, 201001}, "s": {100000, 200000}} {
 		st := lstat(t, filepath.Join(root, p))
 		if st.Uid != want[0] || st.Gid != want[1] {
@@ -465,9 +439,9 @@ func TestApplyIDMap(t *testing.T) {
 		}
 	}
 
-	bad := tFile("unmapped", "x")
-	bad.h.Uid = 70000
-	_, err := applyTo(t, t.TempDir(), buildTar(t, bad), WithIDMap(m))
+	bad := testutil.File("unmapped", "x")
+	bad.Header.Uid = 70000
+	_, err := applyTo(t, t.TempDir(), testutil.Tar(t, bad), WithIDMap(m))
 	if !errors.Is(err, ErrUnmappedID) || !strings.Contains(err.Error(), "unmapped") {
 		t.Fatalf("err = %v, want ErrUnmappedID naming the entry", err)
 	}
@@ -475,7 +449,7 @@ func TestApplyIDMap(t *testing.T) {
 
 func TestApplyLimits(t *testing.T) {
 	testutil.RequireRoot(t)
-	b := buildTar(t, tFile("a", "12345"), tFile("b", "67890"), tFile("c", ""))
+	b := testutil.Tar(t, testutil.File("a", "12345"), testutil.File("b", "67890"), testutil.File("c", ""))
 	if _, err := applyTo(t, t.TempDir(), b, WithMaxBytes(10), WithMaxEntries(3)); err != nil {
 		t.Fatalf("at the limits: %v", err)
 	}
@@ -492,7 +466,7 @@ func TestApplyLimits(t *testing.T) {
 		t.Errorf("max entries: %v", err)
 	}
 	// Data carried by OCI whiteout files counts too.
-	_, err = applyTo(t, t.TempDir(), buildTar(t, tFile(".wh.x", strings.Repeat("z", 100))), WithMaxBytes(10))
+	_, err = applyTo(t, t.TempDir(), testutil.Tar(t, testutil.File(".wh.x", strings.Repeat("z", 100))), WithMaxBytes(10))
 	if !errors.Is(err, ErrLimitExceeded) {
 		t.Errorf("whiteout data: %v", err)
 	}
@@ -505,21 +479,21 @@ func TestApplyLimits(t *testing.T) {
 
 func TestApplyDevices(t *testing.T) {
 	testutil.RequireRoot(t)
-	null := tWhiteout("dev/null")
-	null.h.Devmajor, null.h.Devminor, null.h.Mode = 1, 3, 0o666
-	blk := tent{h: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop9", Devmajor: 7, Devminor: 9, Mode: 0o660, ModTime: rtTime}}
-	for _, dev := range []tent{null, blk} {
+	null := testutil.Whiteout("dev/null")
+	null.Header.Devmajor, null.Header.Devminor, null.Header.Mode = 1, 3, 0o666
+	blk := testutil.Node{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop9", Devmajor: 7, Devminor: 9, Mode: 0o660, ModTime: testutil.BuildTime}}
+	for _, dev := range []testutil.Node{null, blk} {
 		root := t.TempDir()
-		_, err := applyTo(t, root, buildTar(t, tDir("dev/"), dev))
-		if !errors.Is(err, ErrDeviceNotAllowed) || !strings.Contains(err.Error(), dev.h.Name) {
-			t.Errorf("%s: err = %v, want ErrDeviceNotAllowed naming it", dev.h.Name, err)
+		_, err := applyTo(t, root, testutil.Tar(t, testutil.Dir("dev/"), dev))
+		if !errors.Is(err, ErrDeviceNotAllowed) || !strings.Contains(err.Error(), dev.Header.Name) {
+			t.Errorf("%s: err = %v, want ErrDeviceNotAllowed naming it", dev.Header.Name, err)
 		}
-		if exists(filepath.Join(root, dev.h.Name)) {
-			t.Errorf("%s created", dev.h.Name)
+		if exists(filepath.Join(root, dev.Header.Name)) {
+			t.Errorf("%s created", dev.Header.Name)
 		}
 	}
 	root := t.TempDir()
-	mustApply(t, root, buildTar(t, tDir("dev/"), null, blk), WithAllowDevices(true))
+	mustApply(t, root, testutil.Tar(t, testutil.Dir("dev/"), null, blk), WithAllowDevices(true))
 	if st := lstat(t, filepath.Join(root, "dev/null")); st.Mode != unix.S_IFCHR|0o666 || st.Rdev != unix.Mkdev(1, 3) {
 		t.Errorf("dev/null: mode %o rdev %x", st.Mode, st.Rdev)
 	}
@@ -530,17 +504,17 @@ func TestApplyDevices(t *testing.T) {
 
 func TestApplyUnsupported(t *testing.T) {
 	testutil.RequireRoot(t)
-	odd := tent{h: tar.Header{Typeflag: 'Z', Name: "odd", ModTime: rtTime}}
-	_, err := applyTo(t, t.TempDir(), buildTar(t, odd))
+	odd := testutil.Node{Header: tar.Header{Typeflag: 'Z', Name: "odd", ModTime: testutil.BuildTime}}
+	_, err := applyTo(t, t.TempDir(), testutil.Tar(t, odd))
 	if !errors.Is(err, ErrUnsupportedEntry) || !strings.Contains(err.Error(), `"./odd"`) {
 		t.Errorf("err = %v", err)
 	}
-	rootFile := tFile(".", "")
-	_, err = applyTo(t, t.TempDir(), buildTar(t, rootFile))
+	rootFile := testutil.File(".", "")
+	_, err = applyTo(t, t.TempDir(), testutil.Tar(t, rootFile))
 	if !errors.Is(err, ErrUnsupportedEntry) {
 		t.Errorf("root as a file: %v", err)
 	}
-	_, err = applyTo(t, t.TempDir(), buildTar(t, tWhiteout(".")))
+	_, err = applyTo(t, t.TempDir(), testutil.Tar(t, testutil.Whiteout(".")))
 	if !errors.Is(err, ErrInsecurePath) {
 		t.Errorf("whiteout of the root: %v", err)
 	}
@@ -550,61 +524,64 @@ func TestApplyUnsupported(t *testing.T) {
 // outside the root changes.
 func TestApplyHostile(t *testing.T) {
 	testutil.RequireRoot(t)
-	dev := tWhiteout("sda")
-	dev.h.Devmajor = 8
+	dev := testutil.Whiteout("sda")
+	dev.Header.Devmajor = 8
 	type hostile struct {
 		name    string
-		setup   map[string]string // created under the root first
-		entries func(base string) []tent
+		setup   []testutil.Node // created under the root first; "{base}" in a link target is the base
+		entries func(base string) []testutil.Node
 		want    error
 		names   string // the error names this entry
 	}
-	one := func(es ...tent) func(string) []tent { return func(string) []tent { return es } }
+	one := func(es ...testutil.Node) func(string) []testutil.Node {
+		return func(string) []testutil.Node { return es }
+	}
 	tests := []hostile{
-		{name: "dotdot", entries: one(tFile("../x", "pwned")), want: ErrInsecurePath, names: "../x"},
-		{name: "absolute", entries: one(tFile("/abs", "pwned")), want: ErrInsecurePath, names: "/abs"},
-		{name: "dotdot in the middle", entries: one(tFile("a/../../x", "pwned")), want: ErrInsecurePath, names: "a/../../x"},
-		{name: "dot-slash dotdot", entries: one(tFile("./../x", "pwned")), want: ErrInsecurePath, names: "./../x"},
-		{name: "dotdot directory", entries: one(tDir("../")), want: ErrInsecurePath, names: "../"},
-		{name: "symlink to / then through it", entries: func(base string) []tent {
-			return []tent{tSymlink("evil", "/"), tFile("evil"+base+"/x", "pwned")}
+		{name: "dotdot", entries: one(testutil.File("../x", "pwned")), want: ErrInsecurePath, names: "../x"},
+		{name: "absolute", entries: one(testutil.File("/abs", "pwned")), want: ErrInsecurePath, names: "/abs"},
+		{name: "dotdot in the middle", entries: one(testutil.File("a/../../x", "pwned")), want: ErrInsecurePath, names: "a/../../x"},
+		{name: "dot-slash dotdot", entries: one(testutil.File("./../x", "pwned")), want: ErrInsecurePath, names: "./../x"},
+		{name: "dotdot directory", entries: one(testutil.Dir("../")), want: ErrInsecurePath, names: "../"},
+		{name: "symlink to / then through it", entries: func(base string) []testutil.Node {
+			return []testutil.Node{testutil.Symlink("evil", "/"), testutil.File("evil"+base+"/x", "pwned")}
 		}, want: ErrInsecurePath, names: "evil"},
-		{name: "symlink to .. then through it", entries: one(tSymlink("evil", ".."), tFile("evil/x", "pwned")), want: ErrInsecurePath, names: "evil/x"},
-		{name: "symlink to ../.. then through it", entries: func(base string) []tent {
-			return []tent{tSymlink("evil", "../.."), tFile("evil/"+filepath.Base(base)+"/x", "pwned")}
+		{name: "symlink to .. then through it", entries: one(testutil.Symlink("evil", ".."), testutil.File("evil/x", "pwned")), want: ErrInsecurePath, names: "evil/x"},
+		{name: "symlink to ../.. then through it", entries: func(base string) []testutil.Node {
+			return []testutil.Node{testutil.Symlink("evil", "../.."), testutil.File("evil/"+filepath.Base(base)+"/x", "pwned")}
 		}, want: ErrInsecurePath, names: "evil/"},
-		{name: "symlink to / then a directory through it", entries: one(tSymlink("evil", "/"), tDir("evil/tmp/")), want: ErrInsecurePath, names: "evil/tmp"},
-		{name: "nested symlink chain out", entries: one(tDir("a/"), tSymlink("a/up", ".."), tSymlink("a/up2", "up/.."), tFile("a/up2/x", "pwned")), want: ErrInsecurePath, names: "a/up2/x"},
-		{name: "hard link to /etc/shadow", entries: one(tLink("shadow", "/etc/shadow")), want: ErrInsecurePath, names: "/etc/shadow"},
-		{name: "hard link to ../victim", entries: one(tLink("v", "../victim")), want: ErrInsecurePath, names: "../victim"},
-		{name: "hard link through a symlink", entries: one(tSymlink("evil", ".."), tLink("v", "evil/victim")), want: ErrInsecurePath, names: "./v"},
-		{name: "OCI whiteout ../.wh.victim", entries: one(tFile("../.wh.victim", "")), want: ErrInsecurePath, names: "../.wh.victim"},
-		{name: "char-dev whiteout ../victim", entries: one(tWhiteout("../victim")), want: ErrInsecurePath, names: "../victim"},
-		{name: "whiteout through a symlink", entries: one(tSymlink("evil", ".."), tWhiteout("evil/victim")), want: ErrInsecurePath, names: "evil/victim"},
-		{name: "OCI whiteout through a symlink", entries: one(tSymlink("evil", ".."), tFile("evil/.wh.victim", "")), want: ErrInsecurePath, names: "evil/victim"},
-		{name: "opaque marker ../.wh..wh..opq", entries: one(tFile("../.wh..wh..opq", "")), want: ErrInsecurePath, names: "../.wh..wh..opq"},
-		{name: "opaque marker through a symlink", entries: one(tSymlink("evil", ".."), tFile("evil/victimdir/.wh..wh..opq", "")), want: ErrInsecurePath, names: "evil/victimdir"},
-		{name: "opaque directory through a symlink", entries: one(tSymlink("evil", ".."), tDir("evil/victimdir/").with("SCHILY.xattr.trusted.overlay.opaque", "y")), want: ErrInsecurePath, names: "evil/victimdir"},
-		{name: "directory replaced by a symlink out", entries: one(tDir("a/"), tFile("a/x", "x"), tSymlink("a", ".."), tFile("a/victim", "pwned")),
+		{name: "symlink to / then a directory through it", entries: one(testutil.Symlink("evil", "/"), testutil.Dir("evil/tmp/")), want: ErrInsecurePath, names: "evil/tmp"},
+		{name: "nested symlink chain out", entries: one(testutil.Dir("a/"), testutil.Symlink("a/up", ".."), testutil.Symlink("a/up2", "up/.."), testutil.File("a/up2/x", "pwned")), want: ErrInsecurePath, names: "a/up2/x"},
+		{name: "hard link to /etc/shadow", entries: one(testutil.Hardlink("shadow", "/etc/shadow")), want: ErrInsecurePath, names: "/etc/shadow"},
+		{name: "hard link to ../victim", entries: one(testutil.Hardlink("v", "../victim")), want: ErrInsecurePath, names: "../victim"},
+		{name: "hard link through a symlink", entries: one(testutil.Symlink("evil", ".."), testutil.Hardlink("v", "evil/victim")), want: ErrInsecurePath, names: "./v"},
+		{name: "OCI whiteout ../.wh.victim", entries: one(testutil.File("../.wh.victim", "")), want: ErrInsecurePath, names: "../.wh.victim"},
+		{name: "char-dev whiteout ../victim", entries: one(testutil.Whiteout("../victim")), want: ErrInsecurePath, names: "../victim"},
+		{name: "whiteout through a symlink", entries: one(testutil.Symlink("evil", ".."), testutil.Whiteout("evil/victim")), want: ErrInsecurePath, names: "evil/victim"},
+		{name: "OCI whiteout through a symlink", entries: one(testutil.Symlink("evil", ".."), testutil.File("evil/.wh.victim", "")), want: ErrInsecurePath, names: "evil/victim"},
+		{name: "opaque marker ../.wh..wh..opq", entries: one(testutil.File("../.wh..wh..opq", "")), want: ErrInsecurePath, names: "../.wh..wh..opq"},
+		{name: "opaque marker through a symlink", entries: one(testutil.Symlink("evil", ".."), testutil.File("evil/victimdir/.wh..wh..opq", "")), want: ErrInsecurePath, names: "evil/victimdir"},
+		{name: "opaque directory through a symlink", entries: one(testutil.Symlink("evil", ".."), testutil.Dir("evil/victimdir/").WithPAX("SCHILY.xattr.trusted.overlay.opaque", "y")), want: ErrInsecurePath, names: "evil/victimdir"},
+		{name: "directory replaced by a symlink out", entries: one(testutil.Dir("a/"), testutil.File("a/x", "x"), testutil.Symlink("a", ".."), testutil.File("a/victim", "pwned")),
 			want: ErrInsecurePath, names: "a/victim"},
 		{name: "device node", entries: one(dev), want: ErrDeviceNotAllowed, names: "sda"},
-		{name: "pre-existing absolute symlink out", setup: map[string]string{"link": "->{base}/victimdir"},
-			entries: one(tFile("link/x", "pwned")), want: ErrInsecurePath, names: "link/x"},
-		{name: "pre-existing relative symlink out", setup: map[string]string{"etc/link": "->../../victimdir"},
-			entries: one(tDir("etc/"), tFile("etc/link/x", "pwned")), want: ErrInsecurePath, names: "etc/link/x"},
-		{name: "pre-existing symlink out, chmod through it", setup: map[string]string{"link": "->../victimdir"},
-			entries: one(tDir("link/sub/")), want: ErrInsecurePath, names: "link/sub"},
+		{name: "pre-existing absolute symlink out", setup: []testutil.Node{testutil.Symlink("link", "{base}/victimdir")},
+			entries: one(testutil.File("link/x", "pwned")), want: ErrInsecurePath, names: "link/x"},
+		{name: "pre-existing relative symlink out", setup: []testutil.Node{testutil.Symlink("etc/link", "../../victimdir")},
+			entries: one(testutil.Dir("etc/"), testutil.File("etc/link/x", "pwned")), want: ErrInsecurePath, names: "etc/link/x"},
+		{name: "pre-existing symlink out, chmod through it", setup: []testutil.Node{testutil.Symlink("link", "../victimdir")},
+			entries: one(testutil.Dir("link/sub/")), want: ErrInsecurePath, names: "link/sub"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			base := t.TempDir()
 			root := filepath.Join(base, "root")
-			tree(t, base, map[string]string{"victim": "precious", "victimdir/keep": "keep", "root/": ""})
-			for k, v := range tt.setup {
-				tree(t, root, map[string]string{k: strings.ReplaceAll(v, "{base}", base)})
+			testutil.BuildTree(t, base, testutil.Dir("root/"), testutil.File("victim", "precious"), testutil.File("victimdir/keep", "keep"))
+			for _, n := range tt.setup {
+				n.Header.Linkname = strings.ReplaceAll(n.Header.Linkname, "{base}", base)
+				testutil.BuildTree(t, root, n)
 			}
 			before := outside(t, base)
-			_, err := applyTo(t, root, buildTar(t, tt.entries(base)...))
+			_, err := applyTo(t, root, testutil.Tar(t, tt.entries(base)...))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -626,21 +603,21 @@ func TestApplyOverlayMount(t *testing.T) {
 	testutil.RequireRoot(t)
 	base := t.TempDir()
 	lower, upper, work, merged := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	tree(t, base, map[string]string{
-		"lower/gone":          "g",
-		"lower/gonedir/x":     "x",
-		"lower/keep":          "k",
-		"lower/opq/old1":      "1",
-		"lower/opq/oldsub/x":  "x",
-		"lower/oci/old":       "o",
-		"lower/late/old":      "o",
-		"lower/late/keepname": "old",
-		"lower/plain/old":     "o",
-		"lower/oldfile":       "f",
-		"upper/":              "",
-		"work/":               "",
-		"merged/":             "",
-	})
+	testutil.BuildTree(t, base,
+		testutil.File("lower/gone", "g"),
+		testutil.File("lower/gonedir/x", "x"),
+		testutil.File("lower/keep", "k"),
+		testutil.File("lower/late/keepname", "old"),
+		testutil.File("lower/late/old", "o"),
+		testutil.File("lower/oci/old", "o"),
+		testutil.File("lower/oldfile", "f"),
+		testutil.File("lower/opq/old1", "1"),
+		testutil.File("lower/opq/oldsub/x", "x"),
+		testutil.File("lower/plain/old", "o"),
+		testutil.Dir("merged/"),
+		testutil.Dir("upper/"),
+		testutil.Dir("work/"),
+	)
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
 		testutil.SkipOrFail(t, "mount overlay: %v", err)
@@ -651,22 +628,22 @@ func TestApplyOverlayMount(t *testing.T) {
 		}
 	})
 
-	b := buildTar(t,
-		tDir("./"),
-		tWhiteout("./gone"),
-		tLink("./gonedir", "./gone"),
-		tDir("./late/"),
-		tFile("./late/keepname", "new"),
-		tFile("./late/.wh..wh..opq", ""), // marker after a child
-		tDir("./oci/"),
-		tFile("./oci/.wh..wh..opq", ""),
-		tFile("./oci/new", "n"),
-		tDir("./oldfile/"), // a directory over a lower file
-		tFile("./oldfile/x", "x"),
-		tDir("./opq/").with("SCHILY.xattr.trusted.overlay.opaque", "y"),
-		tFile("./opq/new", "n"),
-		tDir("./plain/"),
-		tFile("./plain/new", "n"),
+	b := testutil.Tar(t,
+		testutil.Dir("./"),
+		testutil.Whiteout("./gone"),
+		testutil.Hardlink("./gonedir", "./gone"),
+		testutil.Dir("./late/"),
+		testutil.File("./late/keepname", "new"),
+		testutil.File("./late/.wh..wh..opq", ""), // marker after a child
+		testutil.Dir("./oci/"),
+		testutil.File("./oci/.wh..wh..opq", ""),
+		testutil.File("./oci/new", "n"),
+		testutil.Dir("./oldfile/"), // a directory over a lower file
+		testutil.File("./oldfile/x", "x"),
+		testutil.Dir("./opq/").WithPAX("SCHILY.xattr.trusted.overlay.opaque", "y"),
+		testutil.File("./opq/new", "n"),
+		testutil.Dir("./plain/"),
+		testutil.File("./plain/new", "n"),
 	)
 	mustApply(t, merged, b)
 
@@ -705,11 +682,11 @@ func TestApplyOverlayMount(t *testing.T) {
 
 func TestApplyProgressAndCancel(t *testing.T) {
 	testutil.RequireRoot(t)
-	var entries []tent
+	var entries []testutil.Node
 	for i := 0; i < 200; i++ {
-		entries = append(entries, tFile(fmt.Sprintf("f%03d", i), "x"))
+		entries = append(entries, testutil.File(fmt.Sprintf("f%03d", i), "x"))
 	}
-	b := buildTar(t, entries...)
+	b := testutil.Tar(t, entries...)
 	var calls []Stats
 	st := mustApply(t, t.TempDir(), b, WithProgress(func(s Stats) { calls = append(calls, s) }))
 	if len(calls) < 3 || len(calls) > 5 || calls[len(calls)-1] != st {
@@ -730,7 +707,7 @@ func TestApplyProgressAndCancel(t *testing.T) {
 
 func TestApplyIntegrity(t *testing.T) {
 	testutil.RequireRoot(t)
-	valid := buildTar(t, tFile("a", "aaaa"), tFile("b", strings.Repeat("b", 2000)))
+	valid := testutil.Tar(t, testutil.File("a", "aaaa"), testutil.File("b", strings.Repeat("b", 2000)))
 	gz := compress(t, valid, CompressionGzip)
 	gz[len(gz)-8] ^= 0xff
 	for name, in := range map[string][]byte{
@@ -753,7 +730,7 @@ func TestApplyIntegrity(t *testing.T) {
 func TestApplyIdempotent(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
-	b := buildTar(t, gvisorUpper()...)
+	b := testutil.Tar(t, gvisorUpper()...)
 	mustApply(t, root, b)
 	first := testutil.DescribeTree(t, root, testutil.WithoutCtime())
 	mustApply(t, root, b)
@@ -764,14 +741,14 @@ func TestApplyIdempotent(t *testing.T) {
 
 func BenchmarkApply(b *testing.B) {
 	testutil.RequireRoot(b)
-	entries := []tent{tDir("./")}
+	entries := []testutil.Node{testutil.Dir("./")}
 	for d := 0; d < 50; d++ {
-		entries = append(entries, tDir(fmt.Sprintf("./d%02d/", d)))
+		entries = append(entries, testutil.Dir(fmt.Sprintf("./d%02d/", d)))
 		for f := 0; f < 100; f++ {
-			entries = append(entries, tFile(fmt.Sprintf("./d%02d/f%03d", d, f), strings.Repeat("x", 4096)))
+			entries = append(entries, testutil.File(fmt.Sprintf("./d%02d/f%03d", d, f), strings.Repeat("x", 4096)))
 		}
 	}
-	tarball := buildTar(b, entries...)
+	tarball := testutil.Tar(b, entries...)
 	b.SetBytes(int64(len(tarball)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -792,13 +769,13 @@ func TestApplyGNUTar(t *testing.T) {
 	testutil.RequireTools(t, "tar")
 	base := t.TempDir()
 	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
-	tree(t, base, map[string]string{
-		"src/etc/app.conf": "key=value\n",
-		"src/bin/tool":     "#!/bin/sh\n",
-		"src/sym":          "->etc/app.conf",
-		"src/empty/":       "",
-		"dst/":             "",
-	})
+	testutil.BuildTree(t, base,
+		testutil.Dir("dst/"),
+		testutil.File("src/bin/tool", "#!/bin/sh\n"),
+		testutil.Dir("src/empty/"),
+		testutil.File("src/etc/app.conf", "key=value\n"),
+		testutil.Symlink("src/sym", "etc/app.conf"),
+	)
 	sparse := filepath.Join(src, "sparse")
 	if err := os.WriteFile(sparse, []byte("head"), 0o644); err != nil {
 		t.Fatal(err)
@@ -837,48 +814,13 @@ func TestApplyGNUTar(t *testing.T) {
 	}
 	mustApply(t, dst, out)
 
-	if got, want := describeTree(t, dst, "."), describeTree(t, src, "."); got != want {
+	if got, want := testutil.DescribeTree(t, dst, testutil.WithoutCtime(), testutil.WithoutTimesOf(".")), testutil.DescribeTree(t, src, testutil.WithoutCtime(), testutil.WithoutTimesOf(".")); got != want {
 		t.Errorf("applied tree differs from the source:\n got:\n%s\nwant:\n%s", got, want)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(dst, "sparse"), &st); err == nil && st.Blocks*512 > 1<<20 {
 		t.Logf("sparse file written dense: %d blocks (holes are not recreated)", st.Blocks)
 	}
-}
-
-// describeTree lists root's tree with each inode's type, mode, owner, size,
-// link count, content hash, user.origin xattr and mtime (not for the
-// paths in noTimes).
-func describeTree(t testing.TB, root string, noTimes ...string) string {
-	t.Helper()
-	var sb strings.Builder
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		st := lstat(t, p)
-		fmt.Fprintf(&sb, "%s mode=%o ids=%d:%d size=%d nlink=%d", rel, st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
-		if fi.Mode().IsRegular() {
-			b, _ := os.ReadFile(p)
-			fmt.Fprintf(&sb, " data=%x", sha256.Sum256(b))
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			target, _ := os.Readlink(p)
-			fmt.Fprintf(&sb, " -> %s", target)
-		} else {
-			fmt.Fprintf(&sb, " xattr=%s", getxattr(t, p, "user.origin"))
-		}
-		if !slices.Contains(noTimes, rel) {
-			fmt.Fprintf(&sb, " mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
-		}
-		sb.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sb.String()
 }
 
 // Restore a snapshot onto a container's rootfs, with the container's user

@@ -32,18 +32,18 @@ func ctUpper(t testing.TB) string {
 		t.Fatal(err)
 	}
 	long := strings.Repeat("long-name-", 12)
-	wtTree(t, upper, map[string]string{
-		"etc/app.conf":             "conf\n",
-		"etc/hard":                 "",
-		"opq/new":                  "n",
-		"opq/sub/x":                "x",
-		"empty-opq/":               "",
-		"big":                      string(big),
-		"sym -> /etc/app.conf":     "",
-		"d/" + long + "/" + long:   "deep",
-		"ünïcødé/файл":             "utf8",
-		"a/b/c/d/e/f/g/h/i/j/k/l/": "",
-	})
+	testutil.BuildTree(t, upper,
+		testutil.File("d/"+long+"/"+long, "deep"),
+		testutil.Dir("a/b/c/d/e/f/g/h/i/j/k/l/"),
+		testutil.File("big", string(big)),
+		testutil.Dir("empty-opq/"),
+		testutil.File("etc/app.conf", "conf\n"),
+		testutil.File("etc/hard", ""),
+		testutil.File("opq/new", "n"),
+		testutil.File("opq/sub/x", "x"),
+		testutil.Symlink("sym", "/etc/app.conf"),
+		testutil.File("ünïcødé/файл", "utf8"),
+	)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

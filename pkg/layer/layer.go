@@ -18,11 +18,23 @@
 // The root handed to Apply is trusted (the administrator's or the runtime's);
 // the tar stream is not: every entry name, link target and header field is
 // hostile until checked.
+//
+// Files by concern: layer.go (formats, constants, errors), entry.go,
+// idmap.go; decode.go (Reader: tar to Entries) and encode.go (Writer:
+// Entries to tar), both over internal/tarheader; compression.go;
+// convert.go (Convert: one format to the other); apply*.go (Apply: the
+// applier, path resolution, metadata, whiteouts, the parallel file pool,
+// options); export*.go (Write: the walk of the upper, the lookup through
+// the lowers, the staged pipe, options); content*.go (the readers an
+// entry's content travels in); parallel_linux.go and progress.go (what
+// Apply and Write share).
 package layer
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ocisnap/ocisnap/internal/tarheader"
 )
 
 // Format is a whiteout format.
@@ -85,7 +97,7 @@ const (
 	XattrMetacopyUser   = "user.overlay.metacopy"
 	XattrRedirect       = "trusted.overlay.redirect"
 	XattrRedirectUser   = "user.overlay.redirect"
-	paxSchilyXattr      = "SCHILY.xattr."
+	paxSchilyXattr      = tarheader.XattrPrefix
 	overlayXattrPrefix  = "trusted.overlay."
 	overlayUserXattrPfx = "user.overlay."
 )
@@ -108,73 +120,4 @@ var (
 type Stats struct {
 	Entries int64 // tar entries read or written
 	Bytes   int64 // regular file content bytes
-}
-
-// IDMapping is one range of a user namespace mapping, as in the OCI runtime
-// spec's linux.uidMappings: container ids [ContainerID, ContainerID+Size) are
-// host ids [HostID, HostID+Size).
-type IDMapping struct {
-	ContainerID uint32
-	HostID      uint32
-	Size        uint32
-}
-
-// IDMap translates ids between a container's user namespace and the host.
-// A nil or empty IDMap is the identity.
-type IDMap struct {
-	UIDs []IDMapping
-	GIDs []IDMapping
-}
-
-func (m *IDMap) identity() bool { return m == nil || (len(m.UIDs) == 0 && len(m.GIDs) == 0) }
-
-// ToHost maps a container uid/gid to host ids.
-func (m *IDMap) ToHost(uid, gid int) (int, int, error) {
-	if m.identity() {
-		return uid, gid, nil
-	}
-	hu, err := mapID(m.UIDs, uid, true)
-	if err != nil {
-		return 0, 0, fmt.Errorf("uid %d: %w", uid, err)
-	}
-	hg, err := mapID(m.GIDs, gid, true)
-	if err != nil {
-		return 0, 0, fmt.Errorf("gid %d: %w", gid, err)
-	}
-	return hu, hg, nil
-}
-
-// ToContainer maps host uid/gid to container ids.
-func (m *IDMap) ToContainer(uid, gid int) (int, int, error) {
-	if m.identity() {
-		return uid, gid, nil
-	}
-	cu, err := mapID(m.UIDs, uid, false)
-	if err != nil {
-		return 0, 0, fmt.Errorf("uid %d: %w", uid, err)
-	}
-	cg, err := mapID(m.GIDs, gid, false)
-	if err != nil {
-		return 0, 0, fmt.Errorf("gid %d: %w", gid, err)
-	}
-	return cu, cg, nil
-}
-
-func mapID(ms []IDMapping, id int, toHost bool) (int, error) {
-	if len(ms) == 0 {
-		return id, nil
-	}
-	if id < 0 {
-		return 0, ErrUnmappedID
-	}
-	for _, m := range ms {
-		from, to := m.HostID, m.ContainerID
-		if toHost {
-			from, to = m.ContainerID, m.HostID
-		}
-		if uint64(id) >= uint64(from) && uint64(id) < uint64(from)+uint64(m.Size) {
-			return int(uint64(to) + uint64(id) - uint64(from)), nil
-		}
-	}
-	return 0, ErrUnmappedID
 }

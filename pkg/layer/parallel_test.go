@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -30,21 +29,21 @@ func withParallelism(t testing.TB, n int) {
 
 // manyFiles is a new directory of n small files with varied owners,
 // modes and xattrs.
-func manyFiles(dir string, n int) []tent {
-	out := []tent{tDir(dir + "/")}
+func manyFiles(dir string, n int) []testutil.Node {
+	out := []testutil.Node{testutil.Dir(dir + "/")}
 	for i := 0; i < n; i++ {
-		e := tFile(fmt.Sprintf("%s/f%03d", dir, i), strings.Repeat(string(rune('a'+i%26)), i*37%5000))
+		e := testutil.File(fmt.Sprintf("%s/f%03d", dir, i), strings.Repeat(string(rune('a'+i%26)), i*37%5000))
 		switch i % 6 {
 		case 1:
-			e.h.Uid, e.h.Gid = 1000, 1000
+			e.Header.Uid, e.Header.Gid = 1000, 1000
 		case 2:
-			e.h.Mode = 0o4755
+			e.Header.Mode = 0o4755
 		case 3:
-			e.h.Mode = 0o666
+			e.Header.Mode = 0o666
 		case 4:
-			e.h.Gid = 1234
+			e.Header.Gid = 1234
 		case 5:
-			e = e.with("SCHILY.xattr.user.origin", fmt.Sprint(i))
+			e = e.WithPAX("SCHILY.xattr.user.origin", fmt.Sprint(i))
 		}
 		out = append(out, e)
 	}
@@ -55,54 +54,53 @@ func manyFiles(dir string, n int) []tent {
 // also where a later entry meets a file a worker has yet to create.
 func TestApplyParallelMatchesSerial(t *testing.T) {
 	testutil.RequireRoot(t)
-	big := tFile("d/big", strings.Repeat("B", poolMaxFile+1))
+	big := testutil.File("d/big", strings.Repeat("B", poolMaxFile+1))
 	cases := []struct {
 		name    string
-		setup   map[string]string
-		entries []tent
+		setup   []testutil.Node
+		entries []testutil.Node
 	}{
 		{"new files", nil, append(append(manyFiles("d", 300), manyFiles("e", 50)...), big)},
-		{"whiteout of a file being created", nil, append(manyFiles("d", 100), tWhiteout("d/f050"), tWhiteout("d"), tFile("d/f001", "again"))},
-		{"name reused", nil, append(manyFiles("d", 100), tFile("d/f007", "second"), tFile("d/f008", "third"))},
-		{"hard link to a file being created", nil, append(manyFiles("d", 100), tDir("e/"), tLink("e/link", "d/f099"), tLink("d/f100", "d/f003"))},
-		{"path through a file being created", nil, append(manyFiles("d", 50), tFile("d/f049/x", "x"))},
-		{"file replaced by a directory", nil, append(manyFiles("d", 50), tDir("d/f010/"), tFile("d/f010/x", "x"))},
-		{"directory metadata after its files", nil, func() []tent {
+		{"whiteout of a file being created", nil, append(manyFiles("d", 100), testutil.Whiteout("d/f050"), testutil.Whiteout("d"), testutil.File("d/f001", "again"))},
+		{"name reused", nil, append(manyFiles("d", 100), testutil.File("d/f007", "second"), testutil.File("d/f008", "third"))},
+		{"hard link to a file being created", nil, append(manyFiles("d", 100), testutil.Dir("e/"), testutil.Hardlink("e/link", "d/f099"), testutil.Hardlink("d/f100", "d/f003"))},
+		{"path through a file being created", nil, append(manyFiles("d", 50), testutil.File("d/f049/x", "x"))},
+		{"file replaced by a directory", nil, append(manyFiles("d", 50), testutil.Dir("d/f010/"), testutil.File("d/f010/x", "x"))},
+		{"directory metadata after its files", nil, func() []testutil.Node {
 			es := manyFiles("d", 50)
-			again := tDir("d/")
-			again.h.Mode, again.h.Gid = 0o2775, 1234
+			again := testutil.Dir("d/")
+			again.Header.Mode, again.Header.Gid = 0o2775, 1234
 			es = append(es, again)
 			return append(es, manyFiles("d", 80)[51:]...)
 		}()},
-		{"opaque marker after its files", map[string]string{"o/old": "old", "o/sub/x": "x"},
-			append(manyFiles("o", 40), tFile("o/.wh..wh..opq", ""))},
-		{"existing directories", map[string]string{"etc/keep": "k", "etc/f005": "old"}, manyFiles("etc", 60)},
-		{"symlink in the way", map[string]string{"d/": "", "d/f003": "->/etc/passwd"}, manyFiles("d", 10)},
+		{"opaque marker after its files", []testutil.Node{testutil.File("o/old", "old"), testutil.File("o/sub/x", "x")},
+			append(manyFiles("o", 40), testutil.File("o/.wh..wh..opq", ""))},
+		{"existing directories", []testutil.Node{testutil.File("etc/f005", "old"), testutil.File("etc/keep", "k")}, manyFiles("etc", 60)},
+		{"symlink in the way", []testutil.Node{testutil.Dir("d/"), testutil.Symlink("d/f003", "/etc/passwd")}, manyFiles("d", 10)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b := buildTar(t, c.entries...)
+			b := testutil.Tar(t, c.entries...)
 			var want, wantErr string
 			for i, n := range []int{1, 2, 4} {
 				withParallelism(t, n)
 				root := t.TempDir()
 				if c.setup != nil {
-					tree(t, root, c.setup)
+					testutil.BuildTree(t, root, c.setup...)
 				}
 				_, err := applyTo(t, root, b)
 				// Times the snapshot does not set: the setup's, and the
 				// directories' when Apply stopped before setting them.
 				noTimes := []string{"."}
-				for p := range c.setup {
-					p, _, _ = strings.Cut(p, "->")
-					noTimes = append(noTimes, strings.TrimSuffix(p, "/"))
+				for _, s := range c.setup {
+					noTimes = append(noTimes, strings.TrimSuffix(s.Header.Name, "/"))
 				}
 				for _, e := range c.entries {
-					if err != nil && e.h.Typeflag == '5' {
-						noTimes = append(noTimes, strings.TrimSuffix(e.h.Name, "/"))
+					if err != nil && e.Header.Typeflag == '5' {
+						noTimes = append(noTimes, strings.TrimSuffix(e.Header.Name, "/"))
 					}
 				}
-				got, gotErr := describeTree(t, root, noTimes...), fmt.Sprint(err)
+				got, gotErr := testutil.DescribeTree(t, root, testutil.WithoutCtime(), testutil.WithoutTimesOf(noTimes...)), fmt.Sprint(err)
 				if i == 0 {
 					want, wantErr = got, gotErr
 					continue
@@ -111,7 +109,7 @@ func TestApplyParallelMatchesSerial(t *testing.T) {
 					t.Errorf("%d workers: error %s, serial %s", n, gotErr, wantErr)
 				}
 				if got != want {
-					t.Errorf("%d workers: tree differs from the serial one: %s", n, lineDiff(got, want))
+					t.Errorf("%d workers: tree differs from the serial one: %s", n, "\n"+testutil.TreeDiff(want, got))
 				}
 			}
 		})
@@ -123,12 +121,12 @@ func TestApplyParallelMatchesSerial(t *testing.T) {
 // it with its mode and without a chown must not change the result.
 func TestApplyCreatedOwnerAndMode(t *testing.T) {
 	testutil.RequireRoot(t)
-	old := syscall.Umask(0o027)
-	defer syscall.Umask(old)
+	old := unix.Umask(0o027)
+	defer unix.Umask(old)
 	for _, n := range []int{1, 2} {
 		withParallelism(t, n)
 		root := t.TempDir()
-		tree(t, root, map[string]string{"sgid/": "", "grp/": "", "acl/": ""})
+		testutil.BuildTree(t, root, testutil.Dir("acl/"), testutil.Dir("grp/"), testutil.Dir("sgid/"))
 		if err := os.Chown(filepath.Join(root, "sgid"), 0, 1234); err != nil {
 			t.Fatal(err)
 		}
@@ -145,33 +143,33 @@ func TestApplyCreatedOwnerAndMode(t *testing.T) {
 			}
 			acl = false
 		}
-		newDir := tDir("new/")
-		newDir.h.Mode, newDir.h.Gid = 0o2755, 1234
-		var es []tent
+		newDir := testutil.Dir("new/")
+		newDir.Header.Mode, newDir.Header.Gid = 0o2755, 1234
+		var es []testutil.Node
 		for _, dir := range []string{"sgid", "grp", "acl", "new", "plain"} {
 			if dir == "new" {
 				es = append(es, newDir)
 			}
 			for i, mode := range []int64{0o644, 0o640, 0o755, 0o666, 0o4755, 0o1777, 0o600} {
-				e := tFile(fmt.Sprintf("%s/m%d", dir, i), "x")
-				e.h.Mode = mode
+				e := testutil.File(fmt.Sprintf("%s/m%d", dir, i), "x")
+				e.Header.Mode = mode
 				es = append(es, e)
 			}
-			own := tFile(dir+"/owned", "y")
-			own.h.Gid = 1234
+			own := testutil.File(dir+"/owned", "y")
+			own.Header.Gid = 1234
 			es = append(es, own)
 		}
-		mustApply(t, root, buildTar(t, es...))
+		mustApply(t, root, testutil.Tar(t, es...))
 		for _, e := range es {
-			if e.h.Typeflag != '0' {
+			if e.Header.Typeflag != '0' {
 				continue
 			}
-			if !acl && strings.HasPrefix(e.h.Name, "acl/") {
+			if !acl && strings.HasPrefix(e.Header.Name, "acl/") {
 				continue
 			}
-			st := lstat(t, filepath.Join(root, e.h.Name))
-			if st.Mode&0o7777 != uint32(e.h.Mode) || int(st.Uid) != e.h.Uid || int(st.Gid) != e.h.Gid {
-				t.Errorf("%d workers: %s: mode %o owner %d:%d, want %o %d:%d", n, e.h.Name, st.Mode&0o7777, st.Uid, st.Gid, e.h.Mode, e.h.Uid, e.h.Gid)
+			st := lstat(t, filepath.Join(root, e.Header.Name))
+			if st.Mode&0o7777 != uint32(e.Header.Mode) || int(st.Uid) != e.Header.Uid || int(st.Gid) != e.Header.Gid {
+				t.Errorf("%d workers: %s: mode %o owner %d:%d, want %o %d:%d", n, e.Header.Name, st.Mode&0o7777, st.Uid, st.Gid, e.Header.Mode, e.Header.Uid, e.Header.Gid)
 			}
 		}
 	}
@@ -198,11 +196,11 @@ func TestApplyParallelError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(root, unix.MNT_DETACH)
-	var es []tent
+	var es []testutil.Node
 	for i := 0; i < 200; i++ {
-		es = append(es, tFile(fmt.Sprintf("d/f%03d", i), strings.Repeat("z", 8192)))
+		es = append(es, testutil.File(fmt.Sprintf("d/f%03d", i), strings.Repeat("z", 8192)))
 	}
-	_, err := applyTo(t, root, buildTar(t, append([]tent{tDir("d/")}, es...)...))
+	_, err := applyTo(t, root, testutil.Tar(t, append([]testutil.Node{testutil.Dir("d/")}, es...)...))
 	if !errors.Is(err, unix.ENOSPC) || !strings.HasPrefix(err.Error(), `apply "./d/f`) {
 		t.Errorf("err = %v, want ENOSPC naming a file", err)
 	}
@@ -212,11 +210,11 @@ func TestApplyParallelError(t *testing.T) {
 func TestWriteParallelMatchesSerial(t *testing.T) {
 	testutil.RequireRoot(t)
 	upper := t.TempDir()
-	files := map[string]string{"big": strings.Repeat("0123456789", exportSmallFile/5), "l -> big": "", "e/": ""}
+	files := []testutil.Node{testutil.File("big", strings.Repeat("0123456789", exportSmallFile/5)), testutil.Symlink("l", "big"), testutil.Dir("e/")}
 	for i := 0; i < 500; i++ {
-		files[fmt.Sprintf("d%d/f%03d", i%7, i)] = strings.Repeat("x", i*13)
+		files = append(files, testutil.File(fmt.Sprintf("d%d/f%03d", i%7, i), strings.Repeat("x", i*13)))
 	}
-	wtTree(t, upper, files)
+	testutil.BuildTree(t, upper, files...)
 	if err := os.Link(filepath.Join(upper, "d1/f001"), filepath.Join(upper, "d1/hard")); err != nil {
 		t.Fatal(err)
 	}
@@ -251,23 +249,4 @@ func TestWriteParallelMatchesSerial(t *testing.T) {
 	if serialErr == nil || fmt.Sprint(err) != serialErr.Error() {
 		t.Errorf("two stages: %v; serial: %v", err, serialErr)
 	}
-}
-
-// lineDiff shows the lines that differ between got and want.
-func lineDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	var sb strings.Builder
-	for i := 0; i < max(len(g), len(w)); i++ {
-		var a, b string
-		if i < len(g) {
-			a = g[i]
-		}
-		if i < len(w) {
-			b = w[i]
-		}
-		if a != b {
-			fmt.Fprintf(&sb, "\n got: %s\nwant: %s", a, b)
-		}
-	}
-	return sb.String()
 }

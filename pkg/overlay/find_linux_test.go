@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"archive/tar"
 	"errors"
 	"os"
 	"os/exec"
@@ -11,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ocisnap/ocisnap/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 func unmountAtCleanup(t *testing.T, mp string) {
@@ -240,29 +240,8 @@ func TestFindPodmanMount(t *testing.T) {
 // writeImageTar writes a root file system of one file, for `podman import`.
 func writeImageTar(t *testing.T, path string) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := tar.NewWriter(f)
-	for _, h := range []*tar.Header{
-		{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./etc/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./etc/hostname", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5},
-	} {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Size > 0 {
-			if _, err := tw.Write([]byte("test\n")); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	b := testutil.Tar(t, testutil.Dir("./"), testutil.Dir("./etc/"), testutil.File("./etc/hostname", "test\n"))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

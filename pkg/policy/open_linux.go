@@ -16,8 +16,8 @@ import (
 // opens at once (and is then refused by the second check); O_NOCTTY keeps a
 // terminal from becoming the hook's controlling terminal.
 const (
-	readFlags = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOCTTY
-	dirFlag   = syscall.O_DIRECTORY
+	readFlags = os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
+	dirFlag   = unix.O_DIRECTORY
 )
 
 // resolveFlags confine a lookup to its directory: RESOLVE_BENEATH fails
@@ -253,7 +253,7 @@ func clearNonblock(f *os.File) error {
 		return err
 	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = syscall.SetNonblock(int(fd), false) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetNonblock(int(fd), false) }); err != nil {
 		return err
 	}
 	return serr

@@ -9,9 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
@@ -75,7 +76,7 @@ func populate(t *testing.T, base, dir string) {
 	} {
 		mk(func() error { return os.Symlink(target, filepath.Join(dir, name)) })
 	}
-	mk(func() error { return syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600) })
+	mk(func() error { return unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600) })
 	l, err := net.Listen("unix", filepath.Join(dir, "sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -134,8 +135,8 @@ func TestOpenRead(t *testing.T) {
 		{name: "socket", path: allow + "/sock", notAllowed: true},
 		{name: "missing", path: allow + "/missing.tar", errIs: fs.ErrNotExist},
 		{name: "dangling symlink", path: allow + "/dangling", errIs: fs.ErrNotExist},
-		{name: "symlink loop", path: allow + "/loop", errIs: syscall.ELOOP},
-		{name: "file as directory", path: allow + "/snap.tar/x", errIs: syscall.ENOTDIR},
+		{name: "symlink loop", path: allow + "/loop", errIs: unix.ELOOP},
+		{name: "file as directory", path: allow + "/snap.tar/x", errIs: unix.ENOTDIR},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,7 +152,7 @@ func TestOpenRead(t *testing.T) {
 				if err != nil || string(b) != tt.want {
 					t.Fatalf("read %q, %v; want %q", b, err, tt.want)
 				}
-				if fl, _ := fcntlFlags(f); fl&syscall.O_NONBLOCK != 0 {
+				if fl, _ := fcntlFlags(f); fl&unix.O_NONBLOCK != 0 {
 					t.Error("file left in non-blocking mode")
 				}
 				return
@@ -178,22 +179,19 @@ func fcntlFlags(f *os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var fl uintptr
-	var errno syscall.Errno
-	rc.Control(func(fd uintptr) {
-		fl, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
-	})
-	if errno != 0 {
-		return 0, errno
+	var fl int
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { fl, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil {
+		return 0, err
 	}
-	return int(fl), nil
+	return fl, ferr
 }
 
 func TestOpenReadDevice(t *testing.T) {
 	testutil.RequireRoot(t)
 	_, p := fixture(t)
 	dev := filepath.Join(p.AllowDirs[0], "null")
-	if err := syscall.Mknod(dev, syscall.S_IFCHR|0o600, 1<<8|3); err != nil {
+	if err := unix.Mknod(dev, unix.S_IFCHR|0o600, 1<<8|3); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := p.OpenRead(dev); !errors.Is(err, ErrNotAllowed) {

@@ -7,8 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
@@ -203,11 +204,11 @@ func TestViewOwnership(t *testing.T) {
 		return path
 	}
 	dev := filepath.Join(views, "null")
-	if err := syscall.Mknod(dev, syscall.S_IFCHR|0o600, 1<<8|3); err != nil {
+	if err := unix.Mknod(dev, unix.S_IFCHR|0o600, 1<<8|3); err != nil {
 		t.Fatal(err)
 	}
 	blk := filepath.Join(views, "blk")
-	if err := syscall.Mknod(blk, syscall.S_IFBLK|0o600, 7<<8|0); err != nil {
+	if err := unix.Mknod(blk, unix.S_IFBLK|0o600, 7<<8|0); err != nil {
 		t.Fatal(err)
 	}
 	must := func(err error) {

@@ -1,52 +1,26 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
-// tarEntry is one entry of a hand-built (hostile) tar.
-type tarEntry struct {
-	name, link string
-	typ        byte
-	body       string
-	major      int64
-}
-
-func buildTar(t testing.TB, path string, ents []tarEntry, truncate bool) {
+// writeTar writes nodes to path as a snapshot; truncate leaves out the
+// end-of-archive blocks.
+func writeTar(t testing.TB, path string, nodes []testutil.Node, truncate bool) {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range ents {
-		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body)),
-			ModTime: time.Unix(1700000000, 0), Devmajor: e.major, Format: tar.FormatPAX}
-		if e.typ == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Typeflag != tar.TypeReg {
-			h.Size = 0
-		}
-		must(t, tw.WriteHeader(h))
-		if h.Size > 0 {
-			_, err := tw.Write([]byte(e.body))
-			must(t, err)
-		}
-	}
+	b := testutil.Tar(t, nodes...)
 	if truncate {
-		must(t, tw.Flush())
-	} else {
-		must(t, tw.Close())
+		b = testutil.TarUnterminated(t, nodes...)
 	}
-	must(t, os.WriteFile(path, buf.Bytes(), 0o600))
+	must(t, os.WriteFile(path, b, 0o600))
 }
 
 // TestBadInput: each hostile or broken request fails the container start
@@ -59,14 +33,14 @@ func TestBadInput(t *testing.T) {
 	snapDir := snapshotDir(t)
 	outside := t.TempDir() // not an allowed dir
 	good := filepath.Join(outside, "good.tar")
-	buildTar(t, good, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./f", body: "x"}}, false)
+	writeTar(t, good, []testutil.Node{testutil.Dir("./"), testutil.File("./f", "x")}, false)
 	must(t, os.Symlink(outside, filepath.Join(snapDir, "escape")))
 	must(t, os.WriteFile(filepath.Join(snapDir, "garbage.tar"), bytes.Repeat([]byte("not a tar at all "), 100), 0o600))
 
 	hostAbs := "/ocisnap-e2e-abs-" + filepath.Base(snapDir)
 	cases := []struct {
 		name    string
-		ents    []tarEntry // written to snapDir/<name>.tar when set
+		ents    []testutil.Node // written to snapDir/<name>.tar when set
 		trunc   bool
 		restore string // annotation value when ents is nil
 		export  string
@@ -76,17 +50,21 @@ func TestBadInput(t *testing.T) {
 		{name: "symlink-out-of-allow-dir", restore: filepath.Join(snapDir, "escape", "good.tar"), want: []string{"io.ocisnap.restore", "escape"}},
 		{name: "missing", restore: filepath.Join(snapDir, "missing.tar"), want: []string{"io.ocisnap.restore", "missing.tar"}},
 		{name: "not-a-tar", restore: filepath.Join(snapDir, "garbage.tar"), want: []string{"io.ocisnap.restore", "tar"}},
-		{name: "truncated", ents: []tarEntry{{name: "./a", body: "a"}, {name: "./b", body: "b"}}, trunc: true, want: []string{"truncated"}},
-		{name: "dotdot", ents: []tarEntry{{name: "../x", body: "evil"}}, want: []string{"../x", "insecure path"}},
-		{name: "absolute", ents: []tarEntry{{name: hostAbs, body: "evil"}}, want: []string{hostAbs}},
-		{name: "inner-dotdot", ents: []tarEntry{{name: "a/../../x", body: "evil"}}, want: []string{"a/../../x"}},
-		{name: "symlink-to-root", ents: []tarEntry{{name: "./evil", typ: tar.TypeSymlink, link: "/"},
-			{name: "./evil{bundle}/victim", body: "evil"}}, want: []string{"evil"}},
-		{name: "symlink-dotdot", ents: []tarEntry{{name: "./up", typ: tar.TypeSymlink, link: "../"},
-			{name: "./up/victim", body: "evil"}}, want: []string{"up/victim"}},
-		{name: "hardlink-host", ents: []tarEntry{{name: "./shadow", typ: tar.TypeLink, link: "/etc/shadow"}}, want: []string{"shadow"}},
-		{name: "hardlink-victim", ents: []tarEntry{{name: "./v", typ: tar.TypeLink, link: "../victim"}}, want: []string{"../victim"}},
-		{name: "device", ents: []tarEntry{{name: "./sda", typ: tar.TypeBlock, major: 8}}, want: []string{"sda", "device"}},
+		{name: "truncated", ents: []testutil.Node{testutil.File("./a", "a"), testutil.File("./b", "b")}, trunc: true, want: []string{"truncated"}},
+		{name: "dotdot", ents: []testutil.Node{testutil.File("../x", "evil")}, want: []string{"../x", "insecure path"}},
+		{name: "absolute", ents: []testutil.Node{testutil.File(hostAbs, "evil")}, want: []string{hostAbs}},
+		{name: "inner-dotdot", ents: []testutil.Node{testutil.File("a/../../x", "evil")}, want: []string{"a/../../x"}},
+		{name: "symlink-to-root", ents: []testutil.Node{
+			testutil.Symlink("./evil", "/"),
+			testutil.File("./evil{bundle}/victim", "evil"),
+		}, want: []string{"evil"}},
+		{name: "symlink-dotdot", ents: []testutil.Node{
+			testutil.Symlink("./up", "../"),
+			testutil.File("./up/victim", "evil"),
+		}, want: []string{"up/victim"}},
+		{name: "hardlink-host", ents: []testutil.Node{testutil.Hardlink("./shadow", "/etc/shadow")}, want: []string{"shadow"}},
+		{name: "hardlink-victim", ents: []testutil.Node{testutil.Hardlink("./v", "../victim")}, want: []string{"../victim"}},
+		{name: "device", ents: []testutil.Node{testutil.Block("./sda", 8, 0)}, want: []string{"sda", "device"}},
 		{name: "export-outside", export: filepath.Join(outside, "out.tar"), want: []string{"io.ocisnap.export", "not inside an allowed directory"}},
 	}
 	for _, c := range cases {
@@ -97,11 +75,11 @@ func TestBadInput(t *testing.T) {
 			restore := c.restore
 			if c.ents != nil {
 				restore = filepath.Join(snapDir, c.name+".tar")
-				ents := append([]tarEntry(nil), c.ents...)
+				ents := append([]testutil.Node(nil), c.ents...)
 				for i := range ents {
-					ents[i].name = strings.ReplaceAll(ents[i].name, "{bundle}", b.dir)
+					ents[i].Header.Name = strings.ReplaceAll(ents[i].Header.Name, "{bundle}", b.dir)
 				}
-				buildTar(t, restore, ents, c.trunc)
+				writeTar(t, restore, ents, c.trunc)
 			}
 			if restore != "" {
 				b.spec.Annotations["io.ocisnap.restore"] = restore

@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -292,15 +291,15 @@ func TestCLIExportLive(t *testing.T) {
 			t.Fatalf("export ended before SIGINT: %v\n%s", err, stderr.String())
 		default:
 		}
-		must(t, cmd.Process.Signal(syscall.SIGINT))
+		must(t, cmd.Process.Signal(unix.SIGINT))
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
 			t.Fatal("export did not end after SIGINT")
 		}
-		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGINT) {
-			t.Errorf("exit %d after SIGINT, want %d\n%s", code, 128+int(syscall.SIGINT), stderr.String())
+		if code := cmd.ProcessState.ExitCode(); code != 128+int(unix.SIGINT) {
+			t.Errorf("exit %d after SIGINT, want %d\n%s", code, 128+int(unix.SIGINT), stderr.String())
 		}
 		if !strings.Contains(stderr.String(), "interrupted by SIGINT") {
 			t.Errorf("stderr does not say it was interrupted:\n%s", stderr.String())
@@ -328,7 +327,7 @@ func TestCLIExportLive(t *testing.T) {
 			default:
 			}
 			if st, err := cg.State(); err == nil && st == cgroupfreeze.Frozen {
-				must(t, cmd.Process.Signal(syscall.SIGINT))
+				must(t, cmd.Process.Signal(unix.SIGINT))
 				<-done
 				break
 			}
@@ -342,8 +341,8 @@ func TestCLIExportLive(t *testing.T) {
 			t.Log("the export finished before SIGINT")
 			checkConsistent(t, out)
 		} else {
-			if code != 128+int(syscall.SIGINT) {
-				t.Errorf("exit %d, want %d\n%s", code, 128+int(syscall.SIGINT), stderr.String())
+			if code != 128+int(unix.SIGINT) {
+				t.Errorf("exit %d, want %d\n%s", code, 128+int(unix.SIGINT), stderr.String())
 			}
 			if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
 				t.Errorf("interrupted export left files: %v", ents)
@@ -403,7 +402,7 @@ func TestCLISnapshotTools(t *testing.T) {
 		}
 		mustCLI(t, "apply", snap, target)
 		if got, want := manifest(t, target), manifest(t, merged); got != want {
-			t.Fatalf("applied tree differs from the container:\n%s", diffLines(want, got))
+			t.Fatalf("applied tree differs from the container:\n%s", testutil.TreeDiff(want, got))
 		}
 	})
 
@@ -500,7 +499,7 @@ func TestCLISnapshotTools(t *testing.T) {
 		}
 		// A hostile snapshot is confined like the hook's restore.
 		evil := filepath.Join(dir, "evil.tar")
-		buildTar(t, evil, []tarEntry{{name: "../escape", body: "x"}}, false)
+		writeTar(t, evil, []testutil.Node{testutil.File("../escape", "x")}, false)
 		target := t.TempDir()
 		r = ocisnap(t, nil, "apply", evil, target)
 		if r.code != 1 {

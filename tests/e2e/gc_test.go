@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/testutil"
@@ -23,7 +24,7 @@ func TestGCKeepsPendingExport(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "img")
 	buildImageRoot(t, img)
 	stateDir := t.TempDir()
-	t.Cleanup(func() { syscall.Unmount(filepath.Join(stateDir, "views"), syscall.MNT_DETACH) })
+	t.Cleanup(func() { unix.Unmount(filepath.Join(stateDir, "views"), unix.MNT_DETACH) })
 	allow := snapshotDir(t)
 	snap := filepath.Join(allow, "pending.tar")
 
@@ -47,7 +48,7 @@ func TestGCKeepsPendingExport(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	must(t, syscall.Kill(rec.Pid, syscall.SIGKILL))
+	must(t, unix.Kill(rec.Pid, unix.SIGKILL))
 	waitStopped(t, b)
 
 	cfg := hooks.DefaultConfig()

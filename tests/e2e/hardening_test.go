@@ -217,7 +217,7 @@ touch -d '2002-03-04 05:06:07' /boot/vmlinuz`
 				t.Fatalf("restore: %v\n%s", err, out)
 			}
 			if got := manifest(t, b2.rootfs); got != want {
-				t.Fatalf("restored tree differs from the merged view:\n%s", diffLines(want, got))
+				t.Fatalf("restored tree differs from the merged view:\n%s", testutil.TreeDiff(want, got))
 			}
 		})
 	}
@@ -239,10 +239,14 @@ func TestIntegrityAtHook(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "img")
 	buildImageRoot(t, img)
 	dir := snapshotDir(t)
-	ents := []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./a", body: "a"}, {name: "./README", typ: tar.TypeChar},
-		{name: "./b", body: strings.Repeat("b", 5000)}}
+	ents := []testutil.Node{
+		testutil.Dir("./"),
+		testutil.File("./a", "a"),
+		testutil.Whiteout("./README"),
+		testutil.File("./b", strings.Repeat("b", 5000)),
+	}
 	good := filepath.Join(dir, "good.tar")
-	buildTar(t, good, ents, false)
+	writeTar(t, good, ents, false)
 	goodBytes, err := os.ReadFile(good)
 	must(t, err)
 	compressed := func(c layer.Compression) []byte {
@@ -346,7 +350,7 @@ func TestConcurrentExportSamePath(t *testing.T) {
 		}
 		got := manifest(t, r.rootfs)
 		if got != wants[0] && got != wants[1] {
-			t.Fatalf("round %d: the snapshot is neither container's:\nvs 0:\n%s\nvs 1:\n%s", round, diffLines(wants[0], got), diffLines(wants[1], got))
+			t.Fatalf("round %d: the snapshot is neither container's:\nvs 0:\n%s\nvs 1:\n%s", round, testutil.TreeDiff(wants[0], got), testutil.TreeDiff(wants[1], got))
 		}
 	}
 }
@@ -440,8 +444,12 @@ func TestENOSPCRestore(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "img")
 	buildImageRoot(t, img)
 	snap := filepath.Join(snapshotDir(t), "big.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./small", body: "s"},
-		{name: "./big", body: randomBytes(t, 32<<20)}, {name: "./after", body: "a"}}, false)
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.File("./small", "s"),
+		testutil.File("./big", randomBytes(t, 32<<20)),
+		testutil.File("./after", "a"),
+	}, false)
 	before := sha256File(t, snap)
 	fi, err := os.Stat(snap)
 	must(t, err)
@@ -482,7 +490,7 @@ func TestENOSPCExport(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "hook.log")
 	hd := writeHooksDir(t, t.TempDir(), hookBin, 0, "--allow-dir", small, "--state-dir", filepath.Join(t.TempDir(), "state"), "--log-file", logFile)
 	snap := filepath.Join(small, "snap.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./previous", body: "previous"}}, false)
+	writeTar(t, snap, []testutil.Node{testutil.Dir("./"), testutil.File("./previous", "previous")}, false)
 	before := sha256File(t, snap)
 
 	b := newBundle(t, img)
@@ -519,7 +527,7 @@ func TestHookKilledMidExport(t *testing.T) {
 	dir := snapshotDir(t)
 	stateDir := filepath.Join(t.TempDir(), "state")
 	snap := filepath.Join(dir, "snap.tar.gz")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./previous", body: "previous"}}, false)
+	writeTar(t, snap, []testutil.Node{testutil.Dir("./"), testutil.File("./previous", "previous")}, false)
 	before := sha256File(t, snap)
 	timeout := 1
 

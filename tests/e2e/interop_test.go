@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
@@ -22,31 +20,19 @@ func TestRestoreGVisorShape(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "img")
 	buildImageRoot(t, img)
 	snap := filepath.Join(snapshotDir(t), "gvisor.tar")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mt := time.Unix(1700000000, 123456789)
-	hdrs := []*tar.Header{
-		{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./README", Typeflag: tar.TypeChar, Mode: 0o644},
-		{Name: "./data/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./data/old", Typeflag: tar.TypeLink, Linkname: "./README"},
-		{Name: "./etc/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./etc/app/", Typeflag: tar.TypeDir, Mode: 0o700, PAXRecords: map[string]string{"SCHILY.xattr.trusted.overlay.opaque": "y"}},
-		{Name: "./etc/app/new.conf", Typeflag: tar.TypeReg, Mode: 0o640, Uid: 1000, Gid: 1000, Size: 4},
-		{Name: "./var/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./var/log/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "./var/log/image.log", Typeflag: tar.TypeLink, Linkname: "./README"},
-	}
-	for _, h := range hdrs {
-		h.ModTime, h.Format = mt, tar.FormatPAX
-		must(t, tw.WriteHeader(h))
-		if h.Size > 0 {
-			_, err := tw.Write([]byte("new\n"))
-			must(t, err)
-		}
-	}
-	must(t, tw.Close())
-	must(t, os.WriteFile(snap, buf.Bytes(), 0o600))
+	mt := testutil.BuildTime
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.Whiteout("./README"),
+		testutil.Dir("./data/"),
+		testutil.Hardlink("./data/old", "./README"), // gVisor: later whiteouts link to the first
+		testutil.Dir("./etc/"),
+		testutil.Dir("./etc/app/").WithMode(0o700).WithOpaque(),
+		testutil.File("./etc/app/new.conf", "new\n").WithMode(0o640).WithOwner(1000, 1000),
+		testutil.Dir("./var/"),
+		testutil.Dir("./var/log/"),
+		testutil.Hardlink("./var/log/image.log", "./README"),
+	}, false)
 
 	b := newBundle(t, img)
 	b.spec.Annotations["io.ocisnap.restore"] = snap
@@ -88,7 +74,7 @@ mkdir -p /new/d && echo n > /new/d/f && ln -s d/f /new/l && chmod 4755 /new/d/f`
 	got := p.run("run", "-d", "--network=none", "--annotation", "io.ocisnap.restore="+snap, img, "sleep", "1000")
 	gotM := manifest(t, p.mergedDir(got))
 	if wantM != gotM {
-		t.Fatalf("restoring podman's layer differs from running the committed image:\n%s", diffLines(wantM, gotM))
+		t.Fatalf("restoring podman's layer differs from running the committed image:\n%s", testutil.TreeDiff(wantM, gotM))
 	}
 	if strings.Contains(gotM, "README ") {
 		t.Errorf("README survived")
@@ -134,7 +120,7 @@ func TestGVisorCompatExample(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "img")
 	buildImageRoot(t, img)
 	snap := filepath.Join(snapshotDir(t), "g.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./from-gvisor", body: "g"}}, false)
+	writeTar(t, snap, []testutil.Node{testutil.Dir("./"), testutil.File("./from-gvisor", "g")}, false)
 
 	dir := t.TempDir()
 	data, err := os.ReadFile(filepath.Join(repoRoot, "oci-hooks.d/examples/ocisnap-gvisor.json"))

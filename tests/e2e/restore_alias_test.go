@@ -5,7 +5,6 @@ package e2e
 // tar extracts it.
 
 import (
-	"archive/tar"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,13 +17,13 @@ func TestRestoreAliasPodman(t *testing.T) {
 	p := newPodman(t, hooksDir)
 	img := p.testImage()
 	snap := filepath.Join(snapshotDir(t), "alias.tar")
-	buildTar(t, snap, []tarEntry{
-		{name: "./b/", typ: tar.TypeDir},
-		{name: "./a", typ: tar.TypeSymlink, link: "b"},
-		{name: "./a/f1", body: "one"},
-		{name: "./b", typ: tar.TypeChar}, // whiteout
-		{name: "./b/", typ: tar.TypeDir},
-		{name: "./a/f2", body: "two"},
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./b/"),
+		testutil.Symlink("./a", "b"),
+		testutil.File("./a/f1", "one"),
+		testutil.Whiteout("./b"), // an overlay whiteout
+		testutil.Dir("./b/"),
+		testutil.File("./a/f2", "two"),
 	}, false)
 	out := p.run("run", "--rm", "--network=none", "--annotation", "io.ocisnap.restore="+snap, img,
 		"sh", "-c", "readlink /a; ls -A /b; cat /a/f2; echo; test -e /b/f1 && echo F1-PRESENT; true")

@@ -9,7 +9,6 @@ package e2e
 // the container's namespace, the volume mounted inside the rootfs).
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -44,8 +43,11 @@ func writeStageHooksDir(t testing.TB, dir, stage string) string {
 func volumeSnapshot(t testing.TB) string {
 	t.Helper()
 	snap := filepath.Join(snapshotDir(t), "volume.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./data", typ: tar.TypeChar},
-		{name: "./data/planted", body: "planted"}}, false)
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.Whiteout("./data"),
+		testutil.File("./data/planted", "planted"),
+	}, false)
 	return snap
 }
 

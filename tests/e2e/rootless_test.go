@@ -132,7 +132,7 @@ func (u *rootlessUser) remove() {
 		for _, f := range []string{"libpod/tmp/pause.pid", "libpod/pause.pid"} {
 			if data, err := os.ReadFile(filepath.Join(u.runtimeDir, f)); err == nil {
 				if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
-					syscall.Kill(pid, syscall.SIGKILL)
+					unix.Kill(pid, unix.SIGKILL)
 				}
 			}
 		}
@@ -251,7 +251,7 @@ func TestRootlessPodman(t *testing.T) {
 	got := u.podman(hd, "exec", id2, "sh", "-c", containerManifest)
 	upper2 := u.podman(hd, "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", id2)
 	if got != want {
-		t.Fatalf("rootless restore differs from the exported container:\n%s", diffLines(want, got))
+		t.Fatalf("rootless restore differs from the exported container:\n%s", testutil.TreeDiff(want, got))
 	}
 	// The restore went through the rootless overlay: the replaced
 	// directory is opaque in the new upper the user.overlay way.

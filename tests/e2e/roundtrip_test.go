@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/pkg/layer"
 )
 
@@ -72,7 +73,7 @@ func TestPodmanRoundTrip(t *testing.T) {
 			got := manifest(t, p.mergedDir(id2))
 			p.run("rm", "-f", "-t", "0", id2)
 			if got != want {
-				t.Fatalf("restored container differs from the exported one:\n%s", diffLines(want, got))
+				t.Fatalf("restored container differs from the exported one:\n%s", testutil.TreeDiff(want, got))
 			}
 			for _, gone := range []string{"README", "data/old", "etc/app/app.conf", "etc/app/keep.conf"} {
 				if strings.Contains(got, "\n"+gone+" ") || strings.HasPrefix(got, gone+" ") {

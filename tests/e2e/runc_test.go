@@ -142,7 +142,7 @@ func TestRuncPlain(t *testing.T) {
 		t.Fatalf("runc run with restore: %v\n%s", err, out)
 	}
 	if got := manifest(t, b2.rootfs); got != want {
-		t.Fatalf("restored rootfs differs:\n%s", diffLines(want, got))
+		t.Fatalf("restored rootfs differs:\n%s", testutil.TreeDiff(want, got))
 	}
 }
 
@@ -209,7 +209,7 @@ func TestCRIOFlow(t *testing.T) {
 				t.Fatalf("runc run with restore: %v\n%s", err, out)
 			}
 			if got := manifest(t, b2.rootfs); got != want {
-				t.Fatalf("restored rootfs differs:\n%s", diffLines(want, got))
+				t.Fatalf("restored rootfs differs:\n%s", testutil.TreeDiff(want, got))
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"os"
 	"os/exec"
@@ -9,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
@@ -113,7 +113,9 @@ func TestViewPolicyPodman(t *testing.T) {
 		// erofs and ext4 keep their superblock. Data = the image from 1024
 		// on: the tar is, byte for byte past 1024, a valid erofs image.
 		tarPath := filepath.Join(snaps, "crafted.tar")
-		buildTar(t, tarPath, []tarEntry{{name: "./", typ: tar.TypeDir}, {name: "./fs", body: string(adminBytes[1024:])}}, false)
+		// Whole-second mtimes: no PAX header moves the data off 1024.
+		sec := time.Unix(1700000000, 0)
+		writeTar(t, tarPath, []testutil.Node{testutil.Dir("./").WithMTime(sec), testutil.File("./fs", string(adminBytes[1024:])).WithMTime(sec)}, false)
 		data, err := os.ReadFile(tarPath)
 		must(t, err)
 		if !bytes.Equal(data[1024:2048], adminBytes[1024:2048]) {

@@ -13,11 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/internal/testutil"
@@ -156,8 +156,11 @@ func TestViewImagePodman(t *testing.T) {
 	img := p.viewImage(t.TempDir())
 	snapDir := snapshotDir(t)
 	snap := filepath.Join(snapDir, "kernel.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: '5'}, {name: "./boot/", typ: '5'},
-		{name: "./boot/vmlinuz", body: "RESTORED-KERNEL"}}, false)
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.Dir("./boot/"),
+		testutil.File("./boot/vmlinuz", "RESTORED-KERNEL"),
+	}, false)
 
 	id := p.run("run", "-d", "--network=none",
 		"--annotation", "io.ocisnap.restore="+snap,
@@ -281,7 +284,7 @@ func TestViewRuncPlain(t *testing.T) {
 		t.Run(stage, func(t *testing.T) {
 			stateDir := t.TempDir()
 			b := newBundle(t, top+":"+img)
-			t.Cleanup(func() { syscall.Unmount(filepath.Join(stateDir, "views"), syscall.MNT_DETACH) })
+			t.Cleanup(func() { unix.Unmount(filepath.Join(stateDir, "views"), unix.MNT_DETACH) })
 			must(t, os.WriteFile(filepath.Join(b.rootfs, "boot/vmlinuz"), []byte("UPPER"), 0o644))
 			b.spec.Annotations["io.ocisnap.view"] = "image"
 			b.spec.Annotations["io.ocisnap.view-binds"] = "boot/vmlinuz:/run/boot/vmlinuz,boot/initrd.img:/run/boot/initrd.img"
@@ -367,8 +370,11 @@ func TestViewRestoreExport(t *testing.T) {
 	img := p.testImage()
 	snapDir := snapshotDir(t)
 	snap := filepath.Join(snapDir, "state.tar")
-	buildTar(t, snap, []tarEntry{{name: "./", typ: '5'}, {name: "./boot/", typ: '5'},
-		{name: "./boot/vmlinuz", body: "RESTORED-KERNEL"}}, false)
+	writeTar(t, snap, []testutil.Node{
+		testutil.Dir("./"),
+		testutil.Dir("./boot/"),
+		testutil.File("./boot/vmlinuz", "RESTORED-KERNEL"),
+	}, false)
 	id := p.run("run", "-d", "--network=none",
 		"--annotation", "io.ocisnap.restore="+snap,
 		"--annotation", "io.ocisnap.export="+snap,
@@ -474,7 +480,7 @@ func TestViewGC(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "img")
 	buildImageRoot(t, img)
 	stateDir := t.TempDir()
-	t.Cleanup(func() { syscall.Unmount(filepath.Join(stateDir, "views"), syscall.MNT_DETACH) })
+	t.Cleanup(func() { unix.Unmount(filepath.Join(stateDir, "views"), unix.MNT_DETACH) })
 	allow := snapshotDir(t)
 	views := viewDir(t)
 	image := filepath.Join(views, "boot.erofs")
@@ -498,7 +504,7 @@ func TestViewGC(t *testing.T) {
 	rec, err := statefile.Dir{Path: stateDir}.Read(dead.id)
 	must(t, err)
 	// The container dies and its poststop never runs (the runtime is gone).
-	must(t, syscall.Kill(rec.Pid, syscall.SIGKILL))
+	must(t, unix.Kill(rec.Pid, unix.SIGKILL))
 	waitStopped(t, dead)
 	// A record whose pid is now another process (ours).
 	reused := &statefile.Record{ID: "reused-pid", Pid: os.Getpid(), PidStart: 1, Created: time.Now()}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"github.com/ocisnap/ocisnap/internal/tarheader"
 )
 
 // maxTrailingZeroBytes bounds the zero padding accepted after the end-of-archive
@@ -31,7 +33,7 @@ type Reader struct {
 	dec  io.ReadCloser
 	comp Compression
 	cr   *readCounter
-	tr   *tarStream
+	tr   *tarheader.Reader
 
 	// whiteouts holds the cleaned tar names of whiteout entries: gVisor
 	// writes the second and later whiteouts as hard links to the first.
@@ -56,7 +58,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		dec:       dec,
 		comp:      comp,
 		cr:        cr,
-		tr:        newTarStream(cr),
+		tr:        tarheader.NewReader(cr),
 		whiteouts: make(map[string]struct{}),
 	}, nil
 }
@@ -151,7 +153,7 @@ func (r *Reader) nextHeader() (*tar.Header, error) {
 		// header read must have consumed at least the two blocks (plus
 		// the previous entry's padding, under 512 bytes) and ended in them.
 		consumed := r.cr.n - start
-		if consumed < 2*tarBlockSize || r.cr.zeroRun < 2*tarBlockSize {
+		if consumed < 2*tarheader.BlockSize || r.cr.zeroRun < 2*tarheader.BlockSize {
 			if r.cr.n == 0 {
 				return nil, fmt.Errorf("not a tar archive%s: empty stream: %w", r.inStream(), ErrTruncated)
 			}
@@ -162,7 +164,7 @@ func (r *Reader) nextHeader() (*tar.Header, error) {
 		}
 		return nil, io.EOF
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		if r.entries == 0 && r.cr.n < tarBlockSize {
+		if r.entries == 0 && r.cr.n < tarheader.BlockSize {
 			return nil, fmt.Errorf("not a tar archive%s: %d bytes: %w", r.inStream(), r.cr.n, ErrTruncated)
 		}
 		return nil, fmt.Errorf("%s: header%s: %w", r.where(), r.inStream(), ErrTruncated)
@@ -171,8 +173,6 @@ func (r *Reader) nextHeader() (*tar.Header, error) {
 	}
 	return nil, fmt.Errorf("%s%s: %w", r.where(), r.inStream(), err)
 }
-
-const tarBlockSize = 512
 
 // inStream names the compressed stream, if any, for errors.
 func (r *Reader) inStream() string {

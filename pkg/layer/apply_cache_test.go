@@ -19,7 +19,7 @@ import (
 // the deleted directory (ENOENT). Serial succeeds.
 func TestApplyRecreatedDirNotCached(t *testing.T) {
 	testutil.RequireRoot(t)
-	b := buildTar(t, tDir("d/"), tFile("d/f", "1"), tWhiteout("d"), tDir("d/"), tFile("d/g", "2"))
+	b := testutil.Tar(t, testutil.Dir("d/"), testutil.File("d/f", "1"), testutil.Whiteout("d"), testutil.Dir("d/"), testutil.File("d/g", "2"))
 	for _, n := range []int{1, 2} {
 		withParallelism(t, n)
 		root := t.TempDir()
@@ -36,8 +36,8 @@ func TestApplyRecreatedDirNotCached(t *testing.T) {
 // directory the path named before, not the one it names now.
 func TestApplyRetargetedSymlinkDirNotCached(t *testing.T) {
 	testutil.RequireRoot(t)
-	b := buildTar(t, tDir("a/"), tDir("b/"), tSymlink("l", "a"), tDir("l/s/"), tFile("l/s/f", "1"),
-		tSymlink("l", "b"), tDir("l/s/"), tFile("l/s/g", "2"))
+	b := testutil.Tar(t, testutil.Dir("a/"), testutil.Dir("b/"), testutil.Symlink("l", "a"), testutil.Dir("l/s/"), testutil.File("l/s/f", "1"),
+		testutil.Symlink("l", "b"), testutil.Dir("l/s/"), testutil.File("l/s/g", "2"))
 	for _, n := range []int{1, 2} {
 		withParallelism(t, n)
 		root := t.TempDir()
@@ -56,7 +56,7 @@ func TestApplyRetargetedSymlinkDirNotCached(t *testing.T) {
 // the worker's O_EXCL create fails. Serial replaces the file.
 func TestApplySymlinkAliasReplacesFile(t *testing.T) {
 	testutil.RequireRoot(t)
-	b := buildTar(t, tDir("d/"), tSymlink("l", "d"), tFile("l/f", "1"), tFile("d/f", "2"))
+	b := testutil.Tar(t, testutil.Dir("d/"), testutil.Symlink("l", "d"), testutil.File("l/f", "1"), testutil.File("d/f", "2"))
 	for _, n := range []int{1, 2} {
 		withParallelism(t, n)
 		root := t.TempDir()
@@ -75,9 +75,9 @@ func TestApplySymlinkAliasReplacesFile(t *testing.T) {
 // with 1 worker (the serial path).
 func TestApplyDirInfoNotCachedThroughAlias(t *testing.T) {
 	testutil.RequireRoot(t)
-	x := tDir("x/")
-	x.h.Mode, x.h.Gid = 0o2775, 1234
-	b := buildTar(t, tDir("x/"), tSymlink("l", "x"), tFile("l/f", "1"), x, tFile("l/g", "2"))
+	x := testutil.Dir("x/")
+	x.Header.Mode, x.Header.Gid = 0o2775, 1234
+	b := testutil.Tar(t, testutil.Dir("x/"), testutil.Symlink("l", "x"), testutil.File("l/f", "1"), x, testutil.File("l/g", "2"))
 	for _, n := range []int{1, 2} {
 		withParallelism(t, n)
 		root := t.TempDir()

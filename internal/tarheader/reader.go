@@ -1,17 +1,4 @@
-package layer
-
-// tarStream is archive/tar's Reader with a fast path: the headers of the
-// common case (POSIX ustar blocks, optionally after one PAX extended
-// header with the usual records) are parsed here, into the same
-// *tar.Header archive/tar returns, and their content is read directly.
-// Anything else — a block it does not recognise in every detail, GNU
-// long names, sparse files, global headers, the end of the archive, a
-// read error — is handed to archive/tar, starting at that header (the
-// bytes read for it are read again), so archive/tar decides every error
-// and every unusual case. Parsing headers was a fifth of the CPU of
-// restoring 100,000 small files (tests/bench/results.md); archive/tar
-// spends most of it on its format guessing. TestTarStream and
-// FuzzTarStream compare the two on the same streams.
+package tarheader
 
 import (
 	"archive/tar"
@@ -23,8 +10,19 @@ import (
 	"time"
 )
 
-type tarStream struct {
-	r   io.Reader // the tar stream (the Reader's readCounter)
+// Reader is archive/tar's Reader with a fast path: the headers of the
+// common case (POSIX ustar blocks, optionally after one PAX extended
+// header with the usual records) are parsed here, into the same
+// *tar.Header archive/tar returns, and their content is read directly.
+// Anything else — a block it does not recognise in every detail, GNU
+// long names, sparse files, global headers, the end of the archive, a
+// read error — is handed to archive/tar, starting at that header (the
+// bytes read for it are read again), so archive/tar decides every error
+// and every unusual case. archive/tar spends most of its header parsing
+// on format guessing (tests/bench/notes.md, "Where the targets hold").
+// TestReader and FuzzReader compare the two on the same streams.
+type Reader struct {
+	r   io.Reader // the tar stream
 	err error     // sticky, as archive/tar's
 
 	// archive/tar, while it reads the current entry (and as long as it
@@ -39,14 +37,15 @@ type tarStream struct {
 	// The fast path's current entry: data left and padding after it.
 	remain, pad int64
 
-	blk  [blockSize]byte
+	blk  [BlockSize]byte
 	read []byte // the bytes of the headers being parsed, for archive/tar
 }
 
-func newTarStream(r io.Reader) *tarStream { return &tarStream{r: r} }
+// NewReader reads the tar stream r.
+func NewReader(r io.Reader) *Reader { return &Reader{r: r} }
 
 // Read reads the current entry's content, as tar.Reader.Read.
-func (t *tarStream) Read(b []byte) (int, error) {
+func (t *Reader) Read(b []byte) (int, error) {
 	if t.tr != nil {
 		return t.tr.Read(b)
 	}
@@ -75,7 +74,7 @@ func (t *tarStream) Read(b []byte) (int, error) {
 }
 
 // Next advances to the next entry, as tar.Reader.Next.
-func (t *tarStream) Next() (*tar.Header, error) {
+func (t *Reader) Next() (*tar.Header, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
@@ -106,7 +105,7 @@ func (t *tarStream) Next() (*tar.Header, error) {
 	return t.archiveTarNext()
 }
 
-func (t *tarStream) archiveTarNext() (*tar.Header, error) {
+func (t *Reader) archiveTarNext() (*tar.Header, error) {
 	hdr, err := t.tr.Next()
 	if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
 		t.trLeave = false
@@ -120,13 +119,13 @@ func (t *tarStream) archiveTarNext() (*tar.Header, error) {
 			t.trLeave = false
 		}
 	}
-	t.trPad = blockPadding(dataSize(hdr))
+	t.trPad = Padding(dataSize(hdr))
 	return hdr, err
 }
 
 // skip discards the rest of the current entry and its padding, as
 // archive/tar does at the start of Next.
-func (t *tarStream) skip() error {
+func (t *Reader) skip() error {
 	if t.remain > 0 {
 		n, err := io.CopyN(io.Discard, t.r, t.remain)
 		if err == io.EOF && n < t.remain {
@@ -160,7 +159,7 @@ func dataSize(h *tar.Header) int64 {
 
 // readBlock reads the next block into t.blk, keeping its bytes for
 // archive/tar; false on any short read.
-func (t *tarStream) readBlock() bool {
+func (t *Reader) readBlock() bool {
 	n, err := io.ReadFull(t.r, t.blk[:])
 	t.read = append(t.read, t.blk[:n]...)
 	return err == nil
@@ -168,7 +167,7 @@ func (t *tarStream) readBlock() bool {
 
 // fastNext parses the next entry if it is a common one; otherwise it
 // reports false, having kept in t.read every byte it read.
-func (t *tarStream) fastNext() (*tar.Header, bool) {
+func (t *Reader) fastNext() (*tar.Header, bool) {
 	if !t.readBlock() || !plainBlock(&t.blk) {
 		return nil, false
 	}
@@ -180,7 +179,7 @@ func (t *tarStream) fastNext() (*tar.Header, bool) {
 			return nil, false
 		}
 		start := len(t.read)
-		need := int(size + blockPadding(size))
+		need := int(size + Padding(size))
 		t.read = append(t.read, make([]byte, need)...)
 		if n, err := io.ReadFull(t.r, t.read[start:]); err != nil {
 			t.read = t.read[:start+n]
@@ -211,8 +210,8 @@ func (t *tarStream) fastNext() (*tar.Header, bool) {
 	gid, ok[3] = octalField(b[hdrGID : hdrGID+8])
 	mtime, ok[4] = octalField(b[hdrMtime : hdrMtime+12])
 	hdr.Uid, hdr.Gid, hdr.ModTime = int(uid), int(gid), time.Unix(mtime, 0)
-	hdr.Uname = cString(b[265:297])
-	hdr.Gname = cString(b[297:329])
+	hdr.Uname = cString(b[hdrUname : hdrUname+32])
+	hdr.Gname = cString(b[hdrGname : hdrGname+32])
 	hdr.Devmajor, ok[5] = octalField(b[hdrDevMajor : hdrDevMajor+8])
 	hdr.Devminor, ok[6] = octalField(b[hdrDevMinor : hdrDevMinor+8])
 	for _, o := range ok {
@@ -220,7 +219,7 @@ func (t *tarStream) fastNext() (*tar.Header, bool) {
 			return nil, false
 		}
 	}
-	if prefix := cString(b[345:500]); prefix != "" {
+	if prefix := cString(b[hdrPrefix : hdrPrefix+155]); prefix != "" {
 		hdr.Name = prefix + "/" + hdr.Name
 	}
 	if pax != nil && !mergePAXRecords(hdr, pax) {
@@ -230,15 +229,15 @@ func (t *tarStream) fastNext() (*tar.Header, bool) {
 		return nil, false
 	}
 	t.remain = dataSize(hdr)
-	t.pad = blockPadding(t.remain)
+	t.pad = Padding(t.remain)
 	return hdr, true
 }
 
 // plainBlock reports whether b is a ustar header block that archive/tar
 // reads without a second thought: valid checksum, "ustar\x00" magic (and
 // not star's trailer), ASCII only, numeric fields NUL-terminated octal.
-func plainBlock(b *[blockSize]byte) bool {
-	if string(b[hdrMagic:hdrMagic+6]) != "ustar\x00" || string(b[508:512]) == "tar\x00" {
+func plainBlock(b *[BlockSize]byte) bool {
+	if string(b[hdrMagic:hdrMagic+6]) != "ustar\x00" || string(b[hdrStarTrailer:hdrStarTrailer+4]) == "tar\x00" {
 		return false
 	}
 	var sum int64
@@ -371,7 +370,7 @@ func mergePAXRecords(hdr *tar.Header, recs map[string]string) bool {
 		case "ctime":
 			hdr.ChangeTime, ok = paxTimeField(v)
 		default:
-			if x, isXattr := strings.CutPrefix(k, paxSchilyXattr); isXattr {
+			if x, isXattr := strings.CutPrefix(k, XattrPrefix); isXattr {
 				if hdr.Xattrs == nil {
 					hdr.Xattrs = make(map[string]string)
 				}

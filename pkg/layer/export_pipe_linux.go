@@ -11,14 +11,14 @@ package layer
 // serial walk would have stopped: it travels down the queue behind the
 // entries before it.
 //
-// Why: exporting a small file is ~5 system calls on the upper plus the
-// tar encoding and the write of the stream; on two cores the stages
-// overlap. tests/bench/results.md has the numbers.
+// Why: exporting a small file is a few system calls on the upper plus the
+// tar encoding and the write of the stream; the stages overlap them (see
+// tests/bench/notes.md, "Where the targets hold").
 
 import (
 	"errors"
 	"io"
-	"runtime"
+	"math"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -27,9 +27,9 @@ import (
 // Pipe bounds: at most exportArenas arenas of exportArenaSize hold the
 // content read ahead (8 MiB), and at most exportQueue batches of
 // exportBatch entries wait. Files over exportSmallFile are read by the
-// writing stage, through a duplicated descriptor: reading them in chunks
-// in the reader stage instead, overlapping the writes, was measured and
-// gained nothing (tests/bench/notes.md). Entries travel in batches so
+// writing stage, through a duplicated descriptor: their cost is the copy,
+// which reading ahead does not shorten (tests/bench/notes.md, "What was
+// tried and not kept"). Entries travel in batches so
 // that the stages do not wake each other for every file.
 const (
 	exportArenaSize = 1 << 20
@@ -75,11 +75,7 @@ type exportPipe struct {
 // newExportPipe returns a pipe, or nil where the stages cannot overlap (a
 // single P).
 func newExportPipe() *exportPipe {
-	n := runtime.GOMAXPROCS(0)
-	if parallelism >= 0 {
-		n = parallelism
-	}
-	if n < 2 {
+	if goroutines(math.MaxInt) < 2 {
 		return nil
 	}
 	return &exportPipe{

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 )
 
 // errWriteUnsupported is returned by Write where it cannot read an overlay
@@ -15,5 +13,3 @@ import (
 var errWriteUnsupported = fmt.Errorf("layer: Write is only supported on Linux: %w", errors.ErrUnsupported)
 
 func writeUpper(context.Context, *Writer, string, *writeOptions) error { return errWriteUnsupported }
-
-func contentFile(io.Reader) (*os.File, context.Context, bool) { return nil, nil, false }

@@ -1,4 +1,4 @@
-package layer
+package tarheader
 
 import (
 	"archive/tar"
@@ -35,16 +35,16 @@ func tarEvents(next func() (*tar.Header, error), read io.Reader) (hdrs []*tar.He
 	return hdrs, append(events, "too many entries")
 }
 
-// compareTarStream reads b with tarStream and with archive/tar and
+// compareReader reads b with Reader and with archive/tar and
 // reports the first difference.
-func compareTarStream(t testing.TB, name string, b []byte) {
+func compareReader(t testing.TB, name string, b []byte) {
 	t.Helper()
-	ts := newTarStream(bytes.NewReader(b))
+	ts := NewReader(bytes.NewReader(b))
 	gotH, got := tarEvents(ts.Next, ts)
 	tr := tar.NewReader(bytes.NewReader(b))
 	wantH, want := tarEvents(tr.Next, tr)
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%s: tarStream read\n%s\narchive/tar read\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Fatalf("%s: Reader read\n%s\narchive/tar read\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	for i := range gotH {
 		if !reflect.DeepEqual(gotH[i], wantH[i]) {
@@ -105,17 +105,17 @@ func genTar(t testing.TB, rng *rand.Rand, n int) []byte {
 	return buf.Bytes()
 }
 
-// tarStream reads every stream as archive/tar does: generated archives,
+// Reader reads every stream as archive/tar does: generated archives,
 // GNU tar's and bsdtar's (sparse, long names, xattrs), the test data, and
 // all of them truncated and corrupted.
-func TestTarStream(t *testing.T) {
+func TestReader(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	streams := map[string][]byte{}
 	for i := 0; i < 20; i++ {
 		streams[fmt.Sprintf("generated %d", i)] = genTar(t, rng, 1+rng.IntN(30))
 	}
 	for _, f := range []string{"gvisor-upper.tar", "oci-layer.tar.gz", "writer_golden_oci.tar", "writer_golden_overlay.tar"} {
-		b, err := os.ReadFile(filepath.Join("testdata", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "pkg", "layer", "testdata", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,19 +161,19 @@ func TestTarStream(t *testing.T) {
 		streams[name] = out
 	}
 	for name, b := range streams {
-		compareTarStream(t, name, b)
+		compareReader(t, name, b)
 		for cut := 0; cut < len(b); cut += 1 + rng.IntN(700) {
-			compareTarStream(t, fmt.Sprintf("%s cut at %d", name, cut), b[:cut])
+			compareReader(t, fmt.Sprintf("%s cut at %d", name, cut), b[:cut])
 		}
 		for i := 0; i < 50; i++ {
 			c := bytes.Clone(b)
 			c[rng.IntN(len(c))] ^= byte(1 << rng.IntN(8))
-			compareTarStream(t, fmt.Sprintf("%s corrupted %d", name, i), c)
+			compareReader(t, fmt.Sprintf("%s corrupted %d", name, i), c)
 		}
 	}
 }
 
-func FuzzTarStream(f *testing.F) {
+func FuzzReader(f *testing.F) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 4; i++ {
 		f.Add(genTar(f, rng, 3))
@@ -182,6 +182,6 @@ func FuzzTarStream(f *testing.F) {
 		if len(b) > 1<<20 {
 			return
 		}
-		compareTarStream(t, "fuzz", b)
+		compareReader(t, "fuzz", b)
 	})
 }

@@ -6,13 +6,6 @@ import (
 	"io"
 )
 
-// Progress is reported at most every progressEntries entries or
-// progressBytes of content (the same cadence as Apply), and once at the end.
-const (
-	progressEntries = 64
-	progressBytes   = 4 << 20
-)
-
 // Write streams the overlay upper directory upper out to w as a snapshot,
 // in a deterministic order: depth first, each directory's entries sorted
 // bytewise, the root first as "./".
@@ -65,34 +58,4 @@ func Write(ctx context.Context, w io.Writer, upper string, opts ...WriteOpt) (St
 // exportError names the container path of a file that failed.
 func exportError(rel string, err error) error {
 	return fmt.Errorf("export %q: %w", "/"+rel, err)
-}
-
-// ctxReader fails reads once ctx is done, so a large file's copy stops.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// progress reports w's totals to fn when enough has been written since
-// the last report.
-type progress struct {
-	fn   func(Stats)
-	last Stats
-}
-
-func (p *progress) update(s Stats) {
-	if p.fn == nil {
-		return
-	}
-	if s.Entries-p.last.Entries >= progressEntries || s.Bytes-p.last.Bytes >= progressBytes {
-		p.last = s
-		p.fn(s)
-	}
 }

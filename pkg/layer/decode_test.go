@@ -12,94 +12,15 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ocisnap/ocisnap/internal/tarheader"
+	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
 var updateReadGolden = flag.Bool("update-read", false, "rewrite the Reader's golden snapshots in testdata/")
-
-// rtTime has nanoseconds, which only PAX records carry.
-var rtTime = time.Unix(1700000000, 123456789)
-
-// tent is one tar entry a test writes: a header and, for regular files,
-// its content (Size is set from it).
-type tent struct {
-	h    tar.Header
-	body string
-}
-
-func tDir(name string) tent {
-	return tent{h: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755, ModTime: rtTime}}
-}
-
-func tFile(name, body string) tent {
-	return tent{h: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, ModTime: rtTime}, body: body}
-}
-
-func tSymlink(name, target string) tent {
-	return tent{h: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: rtTime}}
-}
-
-func tLink(name, target string) tent {
-	return tent{h: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, ModTime: rtTime}}
-}
-
-// tWhiteout is an overlay-format whiteout as gVisor writes it: a char 0/0
-// device with numeric ids and no user or group names.
-func tWhiteout(name string) tent {
-	return tent{h: tar.Header{Typeflag: tar.TypeChar, Name: name, ModTime: rtTime}}
-}
-
-func tFifo(name string) tent {
-	return tent{h: tar.Header{Typeflag: tar.TypeFifo, Name: name, Mode: 0o640, ModTime: rtTime}}
-}
-
-// with returns e with PAX records added (SCHILY.xattr.* and others).
-func (e tent) with(kv ...string) tent {
-	if e.h.PAXRecords == nil {
-		e.h.PAXRecords = make(map[string]string)
-	} else {
-		e.h.PAXRecords = maps(e.h.PAXRecords)
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		e.h.PAXRecords[kv[i]] = kv[i+1]
-	}
-	return e
-}
-
-func maps(m map[string]string) map[string]string {
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-// buildTar writes entries as a PAX archive with its end-of-archive blocks.
-func buildTar(t testing.TB, entries ...tent) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := e.h
-		h.Format = tar.FormatPAX
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatalf("write header %q: %v", h.Name, err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatalf("write %q: %v", h.Name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 func compress(t testing.TB, b []byte, c Compression) []byte {
 	t.Helper()
@@ -172,21 +93,21 @@ func mustRead(t testing.TB, b []byte) ([]got, []*Entry) {
 // gvisorUpper is shaped like `runsc tar rootfs-upper` output: "./" root,
 // char 0/0 whiteouts with the second and later ones hard links to the
 // first, trusted.overlay.opaque=y, numeric ids, no user or group names.
-func gvisorUpper() []tent {
-	opaqueDir := tDir("./etc/").with("SCHILY.xattr.trusted.overlay.opaque", "y", "SCHILY.xattr.user.keep", "1")
-	opaqueDir.h.Uid, opaqueDir.h.Gid = 1234, 5678
-	return []tent{
-		tDir("./"),
+func gvisorUpper() []testutil.Node {
+	opaqueDir := testutil.Dir("./etc/").WithPAX("SCHILY.xattr.trusted.overlay.opaque", "y", "SCHILY.xattr.user.keep", "1")
+	opaqueDir.Header.Uid, opaqueDir.Header.Gid = 1234, 5678
+	return []testutil.Node{
+		testutil.Dir("./"),
 		opaqueDir,
-		tFile("./etc/app.conf", "key=value\n").with("SCHILY.xattr.user.origin", "snapshot"),
-		tWhiteout("./gone"),
-		tDir("./var/"),
-		tLink("./var/gone2", "./gone"),
-		tLink("./var/gone3", "gone"),
-		tDir("./var/lib/").with("SCHILY.xattr.user.overlay.opaque", "y"),
-		tLink("./var/lib/conf", "./etc/app.conf"),
-		tSymlink("./var/lib/sym", "/etc/app.conf"),
-		tDir("./var/redir/").with("SCHILY.xattr.trusted.overlay.redirect", "/old", "SCHILY.xattr.trusted.overlay.opaque", "x"),
+		testutil.File("./etc/app.conf", "key=value\n").WithPAX("SCHILY.xattr.user.origin", "snapshot"),
+		testutil.Whiteout("./gone"),
+		testutil.Dir("./var/"),
+		testutil.Hardlink("./var/gone2", "./gone"),
+		testutil.Hardlink("./var/gone3", "gone"),
+		testutil.Dir("./var/lib/").WithPAX("SCHILY.xattr.user.overlay.opaque", "y"),
+		testutil.Hardlink("./var/lib/conf", "./etc/app.conf"),
+		testutil.Symlink("./var/lib/sym", "/etc/app.conf"),
+		testutil.Dir("./var/redir/").WithPAX("SCHILY.xattr.trusted.overlay.redirect", "/old", "SCHILY.xattr.trusted.overlay.opaque", "x"),
 	}
 }
 
@@ -205,7 +126,7 @@ var gvisorWant = []got{
 }
 
 func TestReadOverlayFormat(t *testing.T) {
-	gs, es := mustRead(t, buildTar(t, gvisorUpper()...))
+	gs, es := mustRead(t, testutil.Tar(t, gvisorUpper()...))
 	if !reflect.DeepEqual(gs, gvisorWant) {
 		t.Fatalf("entries:\n got %+v\nwant %+v", gs, gvisorWant)
 	}
@@ -227,7 +148,7 @@ func TestReadOverlayFormat(t *testing.T) {
 	if h := es[1].Header; h.Name != "./etc/" || h.Uid != 1234 || h.Gid != 5678 {
 		t.Errorf("etc header: name %q ids %d:%d", h.Name, h.Uid, h.Gid)
 	}
-	if h := es[2].Header; h.Name != "./etc/app.conf" || !h.ModTime.Equal(rtTime) {
+	if h := es[2].Header; h.Name != "./etc/app.conf" || !h.ModTime.Equal(testutil.BuildTime) {
 		t.Errorf("app.conf header: name %q mtime %v", h.Name, h.ModTime)
 	}
 	if es[0].Header.Name != "./" {
@@ -236,16 +157,16 @@ func TestReadOverlayFormat(t *testing.T) {
 }
 
 func TestReadOCIFormat(t *testing.T) {
-	b := buildTar(t,
-		tDir("dir/"),
-		tFile("dir/.wh..wh..opq", ""),
-		tFile("dir/.wh.old", ""),
-		tFile("dir/new", "n"),
-		tFile(".wh.top", ""),
-		tDir("sub/"),
-		tFile("sub/.wh.gonedir", ""),
-		tFile(".wh..wh.plnk/123", "aufs"), // AUFS metadata: skipped
-		tFile(".wh..wh..opq", ""),         // the root itself opaque
+	b := testutil.Tar(t,
+		testutil.Dir("dir/"),
+		testutil.File("dir/.wh..wh..opq", ""),
+		testutil.File("dir/.wh.old", ""),
+		testutil.File("dir/new", "n"),
+		testutil.File(".wh.top", ""),
+		testutil.Dir("sub/"),
+		testutil.File("sub/.wh.gonedir", ""),
+		testutil.File(".wh..wh.plnk/123", "aufs"), // AUFS metadata: skipped
+		testutil.File(".wh..wh..opq", ""),         // the root itself opaque
 	)
 	gs, es := mustRead(t, b)
 	want := []got{
@@ -270,14 +191,14 @@ func TestReadOCIFormat(t *testing.T) {
 }
 
 func TestReadMixedFormats(t *testing.T) {
-	b := buildTar(t,
-		tDir("./"),
-		tWhiteout("./a"),
-		tFile("./.wh.b", ""),
-		tDir("./c/").with("SCHILY.xattr.trusted.overlay.opaque", "y"),
-		tFile("./c/.wh..wh..opq", ""),
-		tLink("./c/d", "./a"),     // hard link to a char 0/0 whiteout
-		tLink("./c/e", "./.wh.b"), // hard link to an OCI whiteout file
+	b := testutil.Tar(t,
+		testutil.Dir("./"),
+		testutil.Whiteout("./a"),
+		testutil.File("./.wh.b", ""),
+		testutil.Dir("./c/").WithPAX("SCHILY.xattr.trusted.overlay.opaque", "y"),
+		testutil.File("./c/.wh..wh..opq", ""),
+		testutil.Hardlink("./c/d", "./a"),     // hard link to a char 0/0 whiteout
+		testutil.Hardlink("./c/e", "./.wh.b"), // hard link to an OCI whiteout file
 	)
 	gs, _ := mustRead(t, b)
 	want := []got{
@@ -297,16 +218,16 @@ func TestReadMixedFormats(t *testing.T) {
 // A name that held a whiteout and then something else is no longer a
 // whiteout for later hard links.
 func TestReadWhiteoutNameReused(t *testing.T) {
-	gs, _ := mustRead(t, buildTar(t, tWhiteout("a"), tFile("a", "x"), tLink("b", "a")))
+	gs, _ := mustRead(t, testutil.Tar(t, testutil.Whiteout("a"), testutil.File("a", "x"), testutil.Hardlink("b", "a")))
 	if gs[2].Whiteout {
 		t.Fatalf("b links to the file a, got a whiteout: %+v", gs)
 	}
 }
 
 func TestReadDevicesAreNotWhiteouts(t *testing.T) {
-	dev := tWhiteout("null")
-	dev.h.Devmajor, dev.h.Devminor = 1, 3
-	gs, _ := mustRead(t, buildTar(t, dev))
+	dev := testutil.Whiteout("null")
+	dev.Header.Devmajor, dev.Header.Devminor = 1, 3
+	gs, _ := mustRead(t, testutil.Tar(t, dev))
 	if gs[0].Whiteout {
 		t.Fatal("char 1:3 read as a whiteout")
 	}
@@ -315,32 +236,32 @@ func TestReadDevicesAreNotWhiteouts(t *testing.T) {
 func TestReadInsecureNames(t *testing.T) {
 	tests := []struct {
 		name  string
-		entry tent
+		entry testutil.Node
 		want  string // in the error
 	}{
-		{"dotdot", tFile("../x", ""), `"../x"`},
-		{"absolute", tFile("/abs", ""), `"/abs"`},
-		{"dotdot escape in the middle", tFile("a/../../x", ""), `"a/../../x"`},
-		{"dotdot that stays inside", tFile("a/../b", ""), `"a/../b"`},
-		{"dot-slash dotdot", tFile("./../x", ""), `"./../x"`},
-		{"trailing dotdot", tDir("a/.."), `"a/.."`},
-		{"empty", tFile("", ""), `""`},
-		{"absolute root", tDir("/"), `"/"`},
-		{"hard link to an absolute path", tLink("x", "/etc/shadow"), `"/etc/shadow"`},
-		{"hard link out of the root", tLink("x", "../victim"), `"../victim"`},
-		{"hard link with dotdot inside", tLink("x", "a/../b"), `"a/../b"`},
-		{"hard link to the root", tLink("x", "./"), `"./"`},
-		{"hard link to nothing", tLink("x", ""), `"x"`},
-		{"OCI whiteout out of the root", tFile("../.wh.victim", ""), `"../.wh.victim"`},
-		{"OCI whiteout of dotdot", tFile("a/.wh...", ""), `"a/.wh..."`},
-		{"OCI whiteout of dot", tFile("a/.wh..", ""), `"a/.wh.."`},
-		{"OCI whiteout of nothing", tFile("a/.wh.", ""), `"a/.wh."`},
-		{"char-dev whiteout out of the root", tWhiteout("../victim"), `"../victim"`},
-		{"opaque marker out of the root", tFile("../.wh..wh..opq", ""), `"../.wh..wh..opq"`},
+		{"dotdot", testutil.File("../x", ""), `"../x"`},
+		{"absolute", testutil.File("/abs", ""), `"/abs"`},
+		{"dotdot escape in the middle", testutil.File("a/../../x", ""), `"a/../../x"`},
+		{"dotdot that stays inside", testutil.File("a/../b", ""), `"a/../b"`},
+		{"dot-slash dotdot", testutil.File("./../x", ""), `"./../x"`},
+		{"trailing dotdot", testutil.Dir("a/.."), `"a/.."`},
+		{"empty", testutil.File("", ""), `""`},
+		{"absolute root", testutil.Dir("/"), `"/"`},
+		{"hard link to an absolute path", testutil.Hardlink("x", "/etc/shadow"), `"/etc/shadow"`},
+		{"hard link out of the root", testutil.Hardlink("x", "../victim"), `"../victim"`},
+		{"hard link with dotdot inside", testutil.Hardlink("x", "a/../b"), `"a/../b"`},
+		{"hard link to the root", testutil.Hardlink("x", "./"), `"./"`},
+		{"hard link to nothing", testutil.Hardlink("x", ""), `"x"`},
+		{"OCI whiteout out of the root", testutil.File("../.wh.victim", ""), `"../.wh.victim"`},
+		{"OCI whiteout of dotdot", testutil.File("a/.wh...", ""), `"a/.wh..."`},
+		{"OCI whiteout of dot", testutil.File("a/.wh..", ""), `"a/.wh.."`},
+		{"OCI whiteout of nothing", testutil.File("a/.wh.", ""), `"a/.wh."`},
+		{"char-dev whiteout out of the root", testutil.Whiteout("../victim"), `"../victim"`},
+		{"opaque marker out of the root", testutil.File("../.wh..wh..opq", ""), `"../.wh..wh..opq"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := readEntries(t, buildTar(t, tDir("./"), tt.entry))
+			_, _, err := readEntries(t, testutil.Tar(t, testutil.Dir("./"), tt.entry))
 			if !errors.Is(err, ErrInsecurePath) {
 				t.Fatalf("err = %v, want ErrInsecurePath", err)
 			}
@@ -369,15 +290,15 @@ func TestCleanEntryName(t *testing.T) {
 }
 
 func TestReadIntegrity(t *testing.T) {
-	entries := []tent{tDir("./"), tFile("./a", strings.Repeat("A", 1000)), tFile("./b", "bbbb")}
-	valid := buildTar(t, entries...)
+	entries := []testutil.Node{testutil.Dir("./"), testutil.File("./a", strings.Repeat("A", 1000)), testutil.File("./b", "bbbb")}
+	valid := testutil.Tar(t, entries...)
 	n := len(valid)
 	// offsets: ./ header 0-1024 (PAX header + data? no: plain ustar) ...
 	bodyA := bytes.Index(valid, []byte("AAAA"))
-	bigPAX := buildTar(t, tFile("./p", "").with("SCHILY.xattr.user.big", strings.Repeat("v", 700)))
+	bigPAX := testutil.Tar(t, testutil.File("./p", "").WithPAX("SCHILY.xattr.user.big", strings.Repeat("v", 700)))
 	// The PAX extended header is a header block plus 2 data blocks; the
 	// cut leaves it without the entry it describes.
-	paxOnly := bigPAX[:3*tarBlockSize]
+	paxOnly := bigPAX[:3*tarheader.BlockSize]
 
 	flip := func(b []byte, i int) []byte {
 		c := bytes.Clone(b)
@@ -394,12 +315,12 @@ func TestReadIntegrity(t *testing.T) {
 		msg  string // in the error
 	}{
 		{"valid", valid, nil, ""},
-		{"no entries", make([]byte, 2*tarBlockSize), nil, ""},
+		{"no entries", make([]byte, 2*tarheader.BlockSize), nil, ""},
 		{"trailing zeros (GNU tar record padding)", append(bytes.Clone(valid), make([]byte, 10240-n%10240)...), nil, ""},
 		{"gzip", gz, nil, ""},
 		{"zstd", zs, nil, ""},
-		{"truncated at an entry boundary", valid[:n-2*tarBlockSize], ErrTruncated, "no end-of-archive"},
-		{"only one end-of-archive block", valid[:n-tarBlockSize], ErrTruncated, "no end-of-archive"},
+		{"truncated at an entry boundary", valid[:n-2*tarheader.BlockSize], ErrTruncated, "no end-of-archive"},
+		{"only one end-of-archive block", valid[:n-tarheader.BlockSize], ErrTruncated, "no end-of-archive"},
 		{"truncated inside the file", valid[:bodyA+500], ErrTruncated, `"./a"`},
 		{"truncated inside a header", valid[:bodyA+1024+100], ErrTruncated, ""},
 		{"truncated after a PAX header", paxOnly, ErrTruncated, ""},
@@ -414,7 +335,7 @@ func TestReadIntegrity(t *testing.T) {
 		{"gzip with garbage after it", append(bytes.Clone(gz), "junk after the gzip stream"...), gzip.ErrHeader, "gzip stream"},
 		{"zstd with a bad checksum", flip(zs, len(zs)-1), zstd.ErrCRCMismatch, "zstd stream"},
 		{"zstd truncated", zs[:len(zs)-6], ErrTruncated, "zstd stream"},
-		{"gzip of a truncated tar", compress(t, valid[:n-2*tarBlockSize], CompressionGzip), ErrTruncated, ""},
+		{"gzip of a truncated tar", compress(t, valid[:n-2*tarheader.BlockSize], CompressionGzip), ErrTruncated, ""},
 		{"zstd of trailing garbage", compress(t, append(bytes.Clone(valid), 'x'), CompressionZstd), ErrTrailingData, ""},
 	}
 	for _, tt := range tests {
@@ -442,7 +363,7 @@ func TestReadIntegrity(t *testing.T) {
 
 // A Reader that stops being read keeps returning its error.
 func TestReadStickyError(t *testing.T) {
-	r, err := NewReader(bytes.NewReader(buildTar(t, tFile("../x", ""))))
+	r, err := NewReader(bytes.NewReader(testutil.Tar(t, testutil.File("../x", ""))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +377,7 @@ func TestReadStickyError(t *testing.T) {
 // Next skips content the caller did not read; Read returns io.EOF at once
 // for entries without content.
 func TestReadSkipsUnreadContent(t *testing.T) {
-	b := buildTar(t, tFile("a", strings.Repeat("x", 5000)), tWhiteout("w"), tFile("b", "bee"))
+	b := testutil.Tar(t, testutil.File("a", strings.Repeat("x", 5000)), testutil.Whiteout("w"), testutil.File("b", "bee"))
 	r, err := NewReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +440,7 @@ func TestCompressRoundTrip(t *testing.T) {
 }
 
 func TestReadCompression(t *testing.T) {
-	b := buildTar(t, gvisorUpper()...)
+	b := testutil.Tar(t, gvisorUpper()...)
 	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
 		r, err := NewReader(bytes.NewReader(compress(t, b, c)))
 		if err != nil {
@@ -541,16 +462,16 @@ func TestReadCompression(t *testing.T) {
 func TestReadGolden(t *testing.T) {
 	golden := []struct {
 		file    string
-		entries []tent
+		entries []testutil.Node
 		c       Compression
 		want    []got
 	}{
 		{"gvisor-upper.tar", gvisorUpper(), CompressionNone, gvisorWant},
-		{"oci-layer.tar.gz", []tent{
-			tDir("etc/"),
-			tFile("etc/.wh..wh..opq", ""),
-			tFile("etc/hostname", "snap\n"),
-			tFile(".wh.tmp", ""),
+		{"oci-layer.tar.gz", []testutil.Node{
+			testutil.Dir("etc/"),
+			testutil.File("etc/.wh..wh..opq", ""),
+			testutil.File("etc/hostname", "snap\n"),
+			testutil.File(".wh.tmp", ""),
 		}, CompressionGzip, []got{
 			{Path: "etc", Type: tar.TypeDir},
 			{Path: "etc", Opaque: true},
@@ -565,7 +486,7 @@ func TestReadGolden(t *testing.T) {
 				if err := os.MkdirAll("testdata", 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(file, compress(t, buildTar(t, g.entries...), g.c), 0o644); err != nil {
+				if err := os.WriteFile(file, compress(t, testutil.Tar(t, g.entries...), g.c), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -617,10 +538,10 @@ func ExampleReader() {
 // FuzzReader: any stream either reads to a clean io.EOF or fails; it never
 // panics, and every Entry it yields has a clean, relative path.
 func FuzzReader(f *testing.F) {
-	f.Add(buildTar(f, gvisorUpper()...))
-	f.Add(buildTar(f, tDir("d/"), tFile("d/.wh..wh..opq", ""), tFile("d/.wh.x", ""), tLink("l", "d/x")))
-	f.Add(compress(f, buildTar(f, tFile("a", "b")), CompressionGzip))
-	f.Add(compress(f, buildTar(f, tFile("a", "b")), CompressionZstd))
+	f.Add(testutil.Tar(f, gvisorUpper()...))
+	f.Add(testutil.Tar(f, testutil.Dir("d/"), testutil.File("d/.wh..wh..opq", ""), testutil.File("d/.wh.x", ""), testutil.Hardlink("l", "d/x")))
+	f.Add(compress(f, testutil.Tar(f, testutil.File("a", "b")), CompressionGzip))
+	f.Add(compress(f, testutil.Tar(f, testutil.File("a", "b")), CompressionZstd))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := NewReader(bytes.NewReader(b))
 		if err != nil {

@@ -1,12 +1,10 @@
-package layer
+package tarheader
 
-// A direct encoder for the headers the Writer writes most: it produces the
-// bytes archive/tar's Writer.WriteHeader produces for them, without its
-// format negotiation (per header: a map, a sorted key list, validation
-// closures, string building), which was a third of the CPU of exporting
-// 100,000 small files (tests/bench/results.md). Anything outside the
-// common case goes to archive/tar: TestFastHeader compares the two on
-// generated headers.
+// The encoder produces the bytes archive/tar's Writer.WriteHeader produces
+// for the headers an export writes most, without its per-header format
+// negotiation (a map, a sorted key list, validation closures, string
+// building; its cost: tests/bench/notes.md, "Where the targets hold").
+// Anything outside the common case is declined, for archive/tar to write.
 
 import (
 	"archive/tar"
@@ -16,32 +14,13 @@ import (
 	"strings"
 )
 
-// Header block layout (POSIX ustar; archive/tar's format.go).
-const (
-	hdrName     = 0   // [100]
-	hdrMode     = 100 // [8]
-	hdrUID      = 108 // [8]
-	hdrGID      = 116 // [8]
-	hdrSize     = 124 // [12]
-	hdrMtime    = 136 // [12]
-	hdrChksum   = 148 // [8]
-	hdrType     = 156 // [1]
-	hdrLinkname = 157 // [100]
-	hdrMagic    = 257 // [6] "ustar\x00", then [2] version "00"
-	hdrDevMajor = 329 // [8]
-	hdrDevMinor = 337 // [8]
-
-	// maxPAXData is archive/tar's maxSpecialFileSize.
-	maxPAXData = 1 << 20
-)
-
-// appendFastHeader appends h as archive/tar writes it with Format PAX (a
+// Append appends h as archive/tar writes it with Format PAX (a
 // PAX extended header if the mtime has nanoseconds or there are xattr
 // records, then the ustar header block), or reports false if h is not a
 // header it encodes: names or link targets that are not plain ASCII of at
 // most 100 bytes, numbers beyond the octal fields, user or group names,
 // atime or ctime, other PAX records, other types.
-func appendFastHeader(dst []byte, h *tar.Header) ([]byte, bool) {
+func Append(dst []byte, h *tar.Header) ([]byte, bool) {
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		if strings.HasSuffix(h.Name, "/") {
@@ -75,7 +54,7 @@ func appendFastHeader(dst []byte, h *tar.Header) ([]byte, bool) {
 	if len(h.PAXRecords) > 0 {
 		keys = make([]string, 0, len(h.PAXRecords)+1)
 		for k := range h.PAXRecords {
-			if !strings.HasPrefix(k, paxSchilyXattr) || strings.ContainsAny(k, "=\x00") {
+			if !strings.HasPrefix(k, XattrPrefix) || strings.ContainsAny(k, "=\x00") {
 				return dst, false
 			}
 			keys = append(keys, k)
@@ -87,7 +66,7 @@ func appendFastHeader(dst []byte, h *tar.Header) ([]byte, bool) {
 	if len(keys) > 0 {
 		slices.Sort(keys)
 		start := len(dst)
-		dst = append(dst, make([]byte, blockSize)...) // the extended header, below
+		dst = append(dst, make([]byte, BlockSize)...) // the extended header, below
 		data := len(dst)
 		for _, k := range keys {
 			v := h.PAXRecords[k]
@@ -100,10 +79,10 @@ func appendFastHeader(dst []byte, h *tar.Header) ([]byte, bool) {
 		if n > maxPAXData {
 			return dst[:start], false
 		}
-		dst = append(dst, make([]byte, blockPadding(int64(n)))...)
+		dst = append(dst, make([]byte, Padding(int64(n)))...)
 		dir, file := path.Split(h.Name)
 		name := strings.TrimRight(truncate(path.Join(dir, "PaxHeaders.0", file), 100), "/")
-		b := dst[start : start+blockSize]
+		b := dst[start : start+BlockSize]
 		copy(b[hdrName:], name)
 		putOctal(b[hdrMode:hdrMode+8], 0)
 		putOctal(b[hdrUID:hdrUID+8], 0)
@@ -115,7 +94,7 @@ func appendFastHeader(dst []byte, h *tar.Header) ([]byte, bool) {
 	}
 
 	start := len(dst)
-	dst = append(dst, make([]byte, blockSize)...)
+	dst = append(dst, make([]byte, BlockSize)...)
 	b := dst[start:]
 	copy(b[hdrName:], h.Name)
 	copy(b[hdrLinkname:], h.Linkname)
@@ -130,10 +109,6 @@ func appendFastHeader(dst []byte, h *tar.Header) ([]byte, bool) {
 	finishBlock(b)
 	return dst, true
 }
-
-const blockSize = tarBlockSize
-
-func blockPadding(n int64) int64 { return -n & (blockSize - 1) }
 
 // plainField reports whether s is printable ASCII that fits a 100-byte
 // name field.
@@ -174,7 +149,7 @@ func putOctal(b []byte, x int64) {
 func finishBlock(b []byte) {
 	copy(b[hdrMagic:], "ustar\x0000")
 	var sum int64
-	for i, c := range b[:blockSize] {
+	for i, c := range b[:BlockSize] {
 		if i >= hdrChksum && i < hdrChksum+8 {
 			c = ' '
 		}

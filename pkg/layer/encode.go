@@ -10,6 +10,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/ocisnap/ocisnap/internal/tarheader"
 )
 
 // copyBufSize is the chunk in which file content is copied into the tar
@@ -41,7 +43,7 @@ type Writer struct {
 	n      Stats // tar headers and content bytes written
 
 	// Headers archive/tar would encode the same are written directly
-	// (appendFastHeader); then so are their content and padding.
+	// (tarheader.Append); then so are their content and padding.
 	hdrBuf      []byte
 	direct      bool
 	remain, pad int64
@@ -230,10 +232,10 @@ func (w *Writer) copyContent(r io.Reader, n int64) (int64, error) {
 // Content of a regular file larger than fileCopyMin goes to the output's
 // ReadFrom (bufio.Writer hands it to the sink's: a file sink copies with
 // copy_file_range, file to file in the kernel, no copy through user
-// memory), fileCopyChunk at a time so that a cancelled ctx stops it. Also
-// measured: on Linux 6.18 ext4, writes of 1 MiB at 1 MiB-aligned offsets (a
-// full bufio.Writer's) ran 5-9x slower than unaligned ones or
-// copy_file_range (tests/bench/notes.md).
+// memory), fileCopyChunk at a time so that a cancelled ctx stops it. It
+// also keeps large content out of bufio.Writer's 1 MiB-aligned writes,
+// which some kernels write to a file far more slowly than other writes
+// (see tests/bench/notes.md, "Large export: a kernel pathology, avoided").
 const (
 	fileCopyMin   = 256 << 10
 	fileCopyChunk = 64 << 20
@@ -273,14 +275,14 @@ func (w *Writer) writeHeader(hdr *tar.Header) error {
 	if err := w.endEntry(); err != nil {
 		return fmt.Errorf("write entry %q: %w", hdr.Name, err)
 	}
-	if b, ok := appendFastHeader(w.hdrBuf[:0], hdr); ok {
+	if b, ok := tarheader.Append(w.hdrBuf[:0], hdr); ok {
 		w.hdrBuf = b
 		if _, err := w.out.Write(b); err != nil {
 			return fmt.Errorf("write entry %q: %w", hdr.Name, err)
 		}
 		w.direct, w.remain, w.pad = true, 0, 0
 		if hdr.Typeflag == tar.TypeReg {
-			w.remain, w.pad = hdr.Size, blockPadding(hdr.Size)
+			w.remain, w.pad = hdr.Size, tarheader.Padding(hdr.Size)
 		}
 	} else if err := w.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write entry %q: %w", hdr.Name, err)
@@ -299,7 +301,7 @@ func (w *Writer) endEntry() error {
 	}
 	w.direct = false
 	if w.pad > 0 {
-		var zero [blockSize]byte
+		var zero [tarheader.BlockSize]byte
 		if _, err := w.out.Write(zero[:w.pad]); err != nil {
 			return err
 		}
@@ -514,22 +516,4 @@ func encode(w io.Writer, f Format, c Compression, body func(*Writer) error) (Sta
 		}
 	}
 	return tw.stats(), err
-}
-
-// dataReader returns data, then end (io.EOF if nil).
-type dataReader struct {
-	data []byte
-	end  error
-}
-
-func (r *dataReader) Read(b []byte) (int, error) {
-	if len(r.data) == 0 {
-		if r.end != nil {
-			return 0, r.end
-		}
-		return 0, io.EOF
-	}
-	n := copy(b, r.data)
-	r.data = r.data[n:]
-	return n, nil
 }

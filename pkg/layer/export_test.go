@@ -15,9 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,36 +61,6 @@ func (o *wtOverlay) unmount(t testing.TB) {
 }
 
 func (o *wtOverlay) m(p string) string { return filepath.Join(o.merged, p) }
-
-// wtTree creates files under root: "d/" a directory, "l -> target" a
-// symlink, anything else a file with the given content.
-func wtTree(t testing.TB, root string, files map[string]string) {
-	t.Helper()
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		name, target, isLink := strings.Cut(n, " -> ")
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		var err error
-		switch {
-		case isLink:
-			err = os.Symlink(target, p)
-		case strings.HasSuffix(n, "/"):
-			err = os.MkdirAll(p, 0o755)
-		default:
-			err = os.WriteFile(p, []byte(files[n]), 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func wtWrite(t testing.TB, upper string, opts ...WriteOpt) ([]byte, Stats) {
 	t.Helper()
@@ -159,18 +127,18 @@ func wtNoOverlayXattrs(t *testing.T, hs []wtHeader, f Format) {
 func TestWriteOverlay(t *testing.T) {
 	testutil.RequireRoot(t)
 	lower := t.TempDir()
-	wtTree(t, lower, map[string]string{
-		"etc/app.conf":      "v1\n",
-		"del-file":          "gone",
-		"del-dir/a":         "a",
-		"del-dir/sub/b":     "b",
-		"opq/old1":          "old",
-		"opq/old-dir/x":     "x",
-		"keep/untouched":    "same",
-		"run/":              "",
-		"usr/bin/tool":      "#!/bin/sh\n",
-		"usr/lib/libx.so.1": "elf",
-	})
+	testutil.BuildTree(t, lower,
+		testutil.File("del-dir/a", "a"),
+		testutil.File("del-dir/sub/b", "b"),
+		testutil.File("del-file", "gone"),
+		testutil.File("etc/app.conf", "v1\n"),
+		testutil.File("keep/untouched", "same"),
+		testutil.File("opq/old-dir/x", "x"),
+		testutil.File("opq/old1", "old"),
+		testutil.Dir("run/"),
+		testutil.File("usr/bin/tool", "#!/bin/sh\n"),
+		testutil.File("usr/lib/libx.so.1", "elf"),
+	)
 	o := wtMountOverlay(t, []string{lower}, "")
 	mtime := time.Unix(1600000000, 987654321)
 	capV2 := string([]byte{0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) // VFS_CAP_REVISION_2, cap_net_bind_service permitted
@@ -308,10 +276,14 @@ func appendFile(p, s string) error {
 
 func TestWriteExcludeSubtree(t *testing.T) {
 	upper := t.TempDir()
-	wtTree(t, upper, map[string]string{
-		"proc/": "", "sys/kernel/x": "x", "sysfoo/y": "y", "etc/resolv.conf": "", "etc/keep": "k",
-		"var/run/secrets/token": "t",
-	})
+	testutil.BuildTree(t, upper,
+		testutil.File("etc/keep", "k"),
+		testutil.File("etc/resolv.conf", ""),
+		testutil.Dir("proc/"),
+		testutil.File("sys/kernel/x", "x"),
+		testutil.File("sysfoo/y", "y"),
+		testutil.File("var/run/secrets/token", "t"),
+	)
 	b, _ := wtWrite(t, upper, WithExclude("/proc", "/sys", "/etc/resolv.conf", "/var/run/secrets/"))
 	got := wtNames(wtReadTar(t, b))
 	want := []string{"./ d", "./etc/ d", "./etc/keep f", "./sysfoo/ d", "./sysfoo/y f", "./var/ d", "./var/run/ d"}
@@ -326,7 +298,7 @@ func TestWriteExcludeSubtree(t *testing.T) {
 func TestWriteIDMap(t *testing.T) {
 	testutil.RequireRoot(t)
 	upper := t.TempDir()
-	wtTree(t, upper, map[string]string{"a": "a", "d/b": "b", "l -> a": ""})
+	testutil.BuildTree(t, upper, testutil.File("a", "a"), testutil.File("d/b", "b"), testutil.Symlink("l", "a"))
 	for p, id := range map[string]int{"": 100000, "a": 100000, "d": 100005, "d/b": 165535, "l": 100001} {
 		if err := os.Lchown(filepath.Join(upper, p), id, id+1); err != nil {
 			t.Fatal(err)
@@ -395,7 +367,7 @@ func TestWriteSharedWhiteout(t *testing.T) {
 func TestWriteUserXattr(t *testing.T) {
 	testutil.RequireRoot(t)
 	lower := t.TempDir()
-	wtTree(t, lower, map[string]string{"gone": "g", "d/old": "o", "keep": "k"})
+	testutil.BuildTree(t, lower, testutil.File("d/old", "o"), testutil.File("gone", "g"), testutil.File("keep", "k"))
 	o := wtMountOverlay(t, []string{lower}, "userxattr")
 	for i, step := range []func() error{
 		func() error { return os.Remove(o.m("gone")) },
@@ -462,9 +434,9 @@ func getxattrString(p, name string) (string, error) {
 	return string(buf[:n]), nil
 }
 
-// wtMergedTree lists a directory tree: path → type, mode and content (and
-// with withOwners, uid:gid and, but for directories, mtime).
-func wtMergedTree(t testing.TB, root string, withOwners bool) map[string]string {
+// wtMergedTree lists a directory tree as wtTarTree lists a snapshot: path →
+// type, mode and content.
+func wtMergedTree(t testing.TB, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -477,12 +449,6 @@ func wtMergedTree(t testing.TB, root string, withOwners bool) map[string]string 
 			return err
 		}
 		desc := fmt.Sprintf("%v", info.Mode())
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && withOwners {
-			desc += fmt.Sprintf(" %d:%d", st.Uid, st.Gid)
-			if !info.IsDir() {
-				desc += " " + info.ModTime().UTC().Format(time.RFC3339Nano)
-			}
-		}
 		switch {
 		case info.Mode().IsRegular():
 			c, err := os.ReadFile(p)
@@ -543,20 +509,20 @@ func TestWriteMetacopyRedirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	lower2, lower1 := t.TempDir(), t.TempDir()
-	wtTree(t, lower2, map[string]string{
-		"big":            string(big),
-		"data/movable":   "moved data",
-		"d/sub/deep/f":   "deep",
-		"d/sub/g":        "g",
-		"d/other":        "other",
-		"d/gone":         "gone",
-		"d/ln -> other":  "",
-		"d2stale/x":      "",
-		"dir-b/":         "",
-		"dir-a/inner/in": "in",
-	})
+	testutil.BuildTree(t, lower2,
+		testutil.File("big", string(big)),
+		testutil.File("d/gone", "gone"),
+		testutil.Symlink("d/ln", "other"),
+		testutil.File("d/other", "other"),
+		testutil.File("d/sub/deep/f", "deep"),
+		testutil.File("d/sub/g", "g"),
+		testutil.File("d2stale/x", ""),
+		testutil.File("data/movable", "moved data"),
+		testutil.File("dir-a/inner/in", "in"),
+		testutil.Dir("dir-b/"),
+	)
 	// The upper lower layer hides d/gone and adds d/sub/h.
-	wtTree(t, lower1, map[string]string{"d/sub/h": "h"})
+	testutil.BuildTree(t, lower1, testutil.File("d/sub/h", "h"))
 	if err := unix.Mknod(filepath.Join(lower1, "d/gone"), unix.S_IFCHR, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +536,7 @@ func TestWriteMetacopyRedirect(t *testing.T) {
 		func() error { return os.Chmod(o.m("data/movable"), 0o600) },
 		func() error { return os.Rename(o.m("data/movable"), o.m("d2/sub/moved")) }, // metacopy, absolute redirect
 		func() error { return os.Rename(o.m("dir-a"), o.m("dir-b/renamed")) },       // absolute redirect
-		func() error { before = wtMergedTree(t, o.merged, false); return nil },
+		func() error { before = wtMergedTree(t, o.merged); return nil },
 	} {
 		if err := step(); err != nil {
 			t.Fatalf("step %d: %v", i, err)
@@ -669,7 +635,7 @@ func TestWriteOptions(t *testing.T) {
 	}
 
 	// Progress (shared with Apply) is reported, last with the totals.
-	wtTree(t, upper, map[string]string{"a": "abc", "b/c": "de"})
+	testutil.BuildTree(t, upper, testutil.File("a", "abc"), testutil.File("b/c", "de"))
 	var last Stats
 	calls := 0
 	st, err := Write(context.Background(), io.Discard, upper, WithProgress(func(s Stats) { last = s; calls++ }))
@@ -687,7 +653,7 @@ func TestWriteOptions(t *testing.T) {
 
 func TestWriteCompression(t *testing.T) {
 	upper := t.TempDir()
-	wtTree(t, upper, map[string]string{"a": strings.Repeat("x", 100000)})
+	testutil.BuildTree(t, upper, testutil.File("a", strings.Repeat("x", 100000)))
 	plain, _ := wtWrite(t, upper)
 	for _, c := range []Compression{CompressionGzip, CompressionZstd} {
 		cw := &wtCloseCounter{}
@@ -752,19 +718,19 @@ func TestWriteApplyMatchesMerged(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "cp")
 	lower2, lower1 := t.TempDir(), t.TempDir()
-	wtTree(t, lower2, map[string]string{
-		"big":           strings.Repeat("big data ", 100000),
-		"etc/app.conf":  "v1",
-		"etc/keep":      "k",
-		"d/sub/f":       "f",
-		"d/other":       "o",
-		"d/ln -> other": "",
-		"gone-dir/a/b":  "b",
-		"gone":          "g",
-		"opq/old":       "old",
-		"mv/src":        "moved",
-	})
-	wtTree(t, lower1, map[string]string{"d/sub/h": "h", "etc/added": "a"})
+	testutil.BuildTree(t, lower2,
+		testutil.File("big", strings.Repeat("big data ", 100000)),
+		testutil.Symlink("d/ln", "other"),
+		testutil.File("d/other", "o"),
+		testutil.File("d/sub/f", "f"),
+		testutil.File("etc/app.conf", "v1"),
+		testutil.File("etc/keep", "k"),
+		testutil.File("gone", "g"),
+		testutil.File("gone-dir/a/b", "b"),
+		testutil.File("mv/src", "moved"),
+		testutil.File("opq/old", "old"),
+	)
+	testutil.BuildTree(t, lower1, testutil.File("d/sub/h", "h"), testutil.File("etc/added", "a"))
 	if err := unix.Mknod(filepath.Join(lower1, "etc/keep"), unix.S_IFCHR, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -787,7 +753,12 @@ func TestWriteApplyMatchesMerged(t *testing.T) {
 			t.Fatalf("step %d: %v", i, err)
 		}
 	}
-	want := wtMergedTree(t, o.merged, true)
+	// What the container saw; overlayfs counts a merged directory's links
+	// its own way.
+	describe := func(root string) string {
+		return testutil.DescribeTree(t, root, testutil.WithoutCtime(), testutil.WithoutDirTimes(), testutil.WithoutDirSizes(), testutil.WithoutNlink())
+	}
+	want := describe(o.merged)
 	o.unmount(t)
 
 	// The image: the lowers merged, copied to a plain directory.
@@ -816,17 +787,8 @@ func TestWriteApplyMatchesMerged(t *testing.T) {
 			if _, err := Apply(context.Background(), dir, bytes.NewReader(snap)); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
-			if got := wtMergedTree(t, root, true); !reflect.DeepEqual(got, want) {
-				for p := range want {
-					if got[p] != want[p] {
-						t.Errorf("%s: restored %q, container saw %q", p, got[p], want[p])
-					}
-				}
-				for p := range got {
-					if _, ok := want[p]; !ok {
-						t.Errorf("%s: restored %q, not in the container", p, got[p])
-					}
-				}
+			if got := describe(root); got != want {
+				t.Errorf("restored tree (+) differs from what the container saw (-):\n%s", testutil.TreeDiff(want, got))
 			}
 		})
 	}
