@@ -6,12 +6,15 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/moby/sys/mountinfo v0.7.3
 	github.com/moby/sys/user v0.5.0
+	github.com/opencontainers/go-digest v1.0.0
+	github.com/opencontainers/image-spec v1.1.1
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.10
 	github.com/vbauerster/mpb/v8 v8.10.2
 	go.podman.io/common v0.66.1
 	golang.org/x/sys v0.49.0
+	oras.land/oras-go/v2 v2.7.0
 )
 
 require (
@@ -23,4 +26,5 @@ require (
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
 	go.podman.io/storage v1.61.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 )

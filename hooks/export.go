@@ -23,6 +23,9 @@ import (
 // create time, so that the user learns it when the container starts.
 func (h *hook) checkExportDest(e *exportRequest) error {
 	h.ensureDefaultAllowDir()
+	if location.HoldsManifest(e.dest) {
+		return h.checkManifestDest(e.dest)
+	}
 	dir, _, err := h.cfg.Policy.OpenParent(e.dest)
 	if err != nil {
 		return err
@@ -91,6 +94,9 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 			Format:      string(req.export.format),
 			Compression: string(req.export.compression),
 		}
+		if location.HoldsManifest(req.export.dest) {
+			recordBase(rec.Export, c, m.Lowers)
+		}
 	}
 	return rec, nil
 }
@@ -136,12 +142,25 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	if err != nil {
 		return err
 	}
-	sink, err := location.ParseSink(rec.Export.Dest, &h.cfg.Policy)
+	sink, err := location.ParseSink(rec.Export.Dest, &h.cfg.Policy, h.registryOpt())
 	if err != nil {
 		return err
 	}
+	if location.Kind(rec.Export.Dest) == location.KindDocker {
+		var cancel context.CancelFunc
+		ctx, cancel = h.registryContext(ctx)
+		defer cancel()
+	}
+	location.Describe(sink, snapshotInfo(rec.Export))
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
-	return WriteSnapshot(ctx, sink, rec.Overlay.Upper, opts...)
+	err = WriteSnapshot(ctx, sink, rec.Overlay.Upper, opts...)
+	if errors.Is(err, location.ErrSpooled) {
+		// Nothing is lost: `ocisnap push --pending` delivers it.
+		h.log.Warn("export kept in the spool: the registry could not be reached", "annotation", KeyExport,
+			"dest", rec.Export.Dest, "err", err)
+		return nil
+	}
+	return err
 }
 
 // WriteSnapshot writes the upper dir as a snapshot into sink, committing
@@ -151,9 +170,11 @@ func WriteSnapshot(ctx context.Context, sink location.Sink, upper string, opts .
 	if err != nil {
 		return err
 	}
-	if _, err := layer.Write(ctx, p, upper, opts...); err != nil {
+	st, err := layer.Write(ctx, p, upper, opts...)
+	if err != nil {
 		return errors.Join(err, p.Abort())
 	}
+	location.SetLayerStats(p, st.Entries, st.Bytes)
 	return p.Commit()
 }
 

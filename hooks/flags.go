@@ -59,5 +59,8 @@ func (c *CommandLine) Parse(args []string) error {
 	// A policy the administrator got wrong (a relative directory, view and
 	// snapshot directories that overlap) fails every run, before any
 	// container's request is looked at.
-	return c.Config.Policy.Validate()
+	if err := c.Config.Policy.Validate(); err != nil {
+		return err
+	}
+	return c.Config.validateSpool()
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
@@ -60,6 +61,9 @@ func parseRequest(c *ocistate.Container, cfg *Config) (*request, error) {
 			return nil, fmt.Errorf("%s: %w", KeyExportFormat, err)
 		}
 		cv, _ := c.Annotation(KeyExportCompression)
+		if cv == "" && location.HoldsManifest(dest) {
+			cv = string(layer.CompressionZstd) // the default of oci:/docker:// (docs/locations.md)
+		}
 		comp, err := layer.ParseCompression(cv)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", KeyExportCompression, err)

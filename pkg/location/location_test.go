@@ -198,12 +198,18 @@ func TestSource(t *testing.T) {
 	if src.String() != path {
 		t.Errorf("String() = %q", src.String())
 	}
-	rc, err := src.Open(context.Background())
+	snap, err := src.Open(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(rc)
-	rc.Close()
+	var b []byte
+	if err := snap.Each(context.Background(), func(_ int, _ Layer, r io.Reader) error {
+		b, err = io.ReadAll(r)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
 	if string(b) != "snapshot" {
 		t.Errorf("read %q", b)
 	}

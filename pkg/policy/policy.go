@@ -92,6 +92,10 @@ type Policy struct {
 	AllowDevices bool
 	// GVisorCompat honours gVisor's dev.gvisor.tar.rootfs.upper annotation.
 	GVisorCompat bool
+	// AllowRegistries are the registry repository prefixes docker://
+	// locations must lie under (--allow-registry; CheckRegistry). Empty
+	// allows no registry.
+	AllowRegistries []string
 }
 
 // Default returns the policy with no flags given: DefaultAllowDir,
