@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +32,25 @@ import (
 // DefaultTag is the tag of an oci: or docker:// location that names none.
 const DefaultTag = "latest"
 
-// tagRE is distribution-spec's tag grammar.
-var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+// validTag reports whether t matches distribution-spec's tag grammar,
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. (Not a package-level regexp: the
+// hook's no-op run would pay for compiling it.)
+func validTag(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+		if i > 0 {
+			ok = ok || c == '.' || c == '-'
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
 
 // layoutRef is a parsed oci: location.
 type layoutRef struct {
@@ -78,7 +94,7 @@ func ParseLayoutRef(ref string) (dir, tag string, err error) {
 	if !path.IsAbs(dir) || strings.IndexByte(dir, 0) >= 0 {
 		return "", "", fmt.Errorf("location %q: the layout directory must be an absolute path: %w", ref, ErrUnsupported)
 	}
-	if !tagRE.MatchString(tag) {
+	if !validTag(tag) {
 		return "", "", fmt.Errorf("location %q: invalid tag %q: %w", ref, tag, ErrUnsupported)
 	}
 	return path.Clean(dir), tag, nil
