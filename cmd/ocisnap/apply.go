@@ -80,6 +80,12 @@ func (a *app) apply(ctx context.Context, o *applyOpts, snapshot, dir string) err
 	bar := progress.New(a.stderr, "apply", size)
 	opts = append(opts, layer.WithProgress(func(s layer.Stats) { bar.SetEntries(s.Entries) }))
 	st, err := layer.Apply(ctx, root, bar.Reader(in), opts...)
+	if v, ok := in.(interface{ Verify() error }); ok {
+		// an oci:/docker:// layer: the rest of its blob, and its digest
+		if verr := v.Verify(); verr != nil {
+			err = errors.Join(verr, err)
+		}
+	}
 	bar.Done(err)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -25,6 +25,9 @@ func (a *app) openInput(name string) (r io.ReadCloser, size int64, err error) {
 	if name == "-" {
 		return io.NopCloser(a.stdin), -1, nil
 	}
+	if location.HoldsManifest(name) {
+		return a.openManifestInput(context.Background(), name)
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, 0, err
@@ -52,6 +55,13 @@ func (a *app) openInput(name string) (r io.ReadCloser, size int64, err error) {
 func (a *app) outputSink(name string) (location.Sink, error) {
 	if name == "" {
 		return nil, usagef("no output: give -o FILE, or -o - for stdout")
+	}
+	if location.HoldsManifest(name) {
+		p, err := trustedPolicy(name)
+		if err != nil {
+			return nil, err
+		}
+		return location.ParseSink(name, p, location.WithRegistry(a.reg))
 	}
 	if name == "-" {
 		if progress.IsTerminal(a.stdout) {
@@ -139,6 +149,11 @@ type created struct {
 func (c *created) String() string { return c.name }
 
 func (c *created) Create(context.Context) (location.Pending, error) { return c, nil }
+
+// SetLayerStats forwards the layer's stats to an oci:/docker:// pending.
+func (c *created) SetLayerStats(entries, bytes int64) {
+	location.SetLayerStats(c.Pending, entries, bytes)
+}
 
 func (c *created) Commit() error {
 	if c.beforeCommit != nil {

@@ -365,3 +365,46 @@ func (s *Snapshot) Each(ctx context.Context, fn func(i int, l Layer, r io.Reader
 	}
 	return nil
 }
+
+// LayerReader is one layer's stream (OpenLayer). Verify reads what is left
+// and reports a digest or size mismatch; Close releases it.
+type LayerReader struct {
+	rc io.ReadCloser
+	v  *verifier // nil for a plain file
+}
+
+func (l *LayerReader) Read(p []byte) (int, error) {
+	if l.v != nil {
+		return l.v.Read(p)
+	}
+	return l.rc.Read(p)
+}
+
+// Verify reads the rest of the layer and checks its digest and size (a
+// plain file has nothing to check).
+func (l *LayerReader) Verify() error {
+	if l.v == nil {
+		return nil
+	}
+	return l.v.finish()
+}
+
+func (l *LayerReader) Close() error { return l.rc.Close() }
+
+// OpenLayer opens layer i alone, for a caller that reads one stream (see
+// Each for the usual way).
+func (s *Snapshot) OpenLayer(ctx context.Context, i int) (*LayerReader, error) {
+	if i < 0 || i >= len(s.Layers) {
+		return nil, fmt.Errorf("%s: no layer %d", s.Ref, i)
+	}
+	l := s.Layers[i]
+	rc, err := l.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lr := &LayerReader{rc: rc}
+	if l.Desc.Digest != "" {
+		lr.v = newVerifier(rc, l.Desc)
+	}
+	return lr, nil
+}
