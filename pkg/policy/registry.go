@@ -35,6 +35,6 @@ func (p *Policy) CheckRegistry(hostRepo string) error {
 	if len(p.AllowRegistries) == 0 {
 		return fmt.Errorf("repository %q: no registry is allowed (--allow-registry): %w", hostRepo, ErrRegistryNotAllowed)
 	}
-	return fmt.Errorf("repository %q: not under an allowed registry prefix (%s): %w",
+	return fmt.Errorf("repository %q: not under an allowed registry prefix (--allow-registry %s): %w",
 		hostRepo, strings.Join(p.AllowRegistries, ", "), ErrRegistryNotAllowed)
 }
