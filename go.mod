@@ -3,6 +3,7 @@ module github.com/ocisnap/ocisnap
 go 1.26.0
 
 require (
+	github.com/google/go-containerregistry v0.22.1
 	github.com/klauspost/compress v1.20.3
 	github.com/moby/sys/mountinfo v0.7.3
 	github.com/moby/sys/user v0.5.0
@@ -14,17 +15,18 @@ require (
 	github.com/vbauerster/mpb/v8 v8.10.2
 	go.podman.io/common v0.66.1
 	golang.org/x/sys v0.49.0
-	oras.land/oras-go/v2 v2.7.0
 )
 
 require (
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect
+	github.com/docker/cli v29.7.2+incompatible // indirect
+	github.com/docker/docker-credential-helpers v0.9.4 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mattn/go-runewidth v0.0.16 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
-	github.com/sirupsen/logrus v1.9.3 // indirect
+	github.com/sirupsen/logrus v1.9.4 // indirect
 	go.podman.io/storage v1.61.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 )

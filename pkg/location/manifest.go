@@ -354,7 +354,9 @@ func (s *Snapshot) Each(ctx context.Context, fn func(i int, l Layer, r io.Reader
 			case verr == nil:
 			case err == nil:
 				err = verr
-			case errors.Is(verr, ErrDigestMismatch) || errors.Is(verr, ErrSizeMismatch):
+			default:
+				// The blob's own failure (a mismatch, a broken stream)
+				// explains fn's, which usually follows from it.
 				err = fmt.Errorf("%w (applying it: %v)", verr, err)
 			}
 		}

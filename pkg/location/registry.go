@@ -14,24 +14,28 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/errdef"
-	"oras.land/oras-go/v2/registry"
-	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/auth"
-	"oras.land/oras-go/v2/registry/remote/errcode"
-	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"github.com/ocisnap/ocisnap/pkg/policy"
 )
 
 // A snapshot manifest in an OCI registry, named as containers-transports(5)
-// does: "docker://host[:port]/repo[:tag|@sha256:…]". The client is oras-go
-// (registry/remote): blobs stream both ways, are verified against their
-// digests while they stream (Snapshot.Each), are uploaded only when a HEAD
-// says they are missing, and the manifest goes last, so that the tag moves
-// only once every blob it references is stored (distribution-spec).
+// does: "docker://host[:port]/repo[:tag|@sha256:…]". The client is
+// go-containerregistry's remote package, chosen by measurement: it adds the
+// least start-up time to the hook, which runs for every container of a
+// node. Blobs stream both ways, are verified against their digests while
+// they stream (Snapshot.Each), are uploaded only when a HEAD says they are
+// missing, and the manifest goes last, so that the tag moves only once
+// every blob it references is stored (distribution-spec). Only https is
+// spoken, always verified (httpsOnly): go-containerregistry would fall back
+// to plain http for loopback and private addresses.
 
 // Registry says how registries are reached. Its zero value uses podman's
 // auth.json lookup (DefaultAuthFiles), DefaultCertsDir, and a temporary
@@ -62,36 +66,100 @@ var (
 // dockerRef is a parsed docker:// location.
 type dockerRef struct {
 	ref  string // as given
-	r    registry.Reference
+	host string
+	repo string
 	tag  string        // "" when pinned by digest
 	dgst digest.Digest // "" when by tag
 	reg  Registry
 	info
 }
 
-// ParseDockerRef parses "docker://host[:port]/repo[:tag|@sha256:…]"; the
-// tag is DefaultTag when neither is given.
-func ParseDockerRef(ref string) (host, repo, tag string, dgst digest.Digest, err error) {
-	rest, ok := strings.CutPrefix(ref, "docker://")
-	if !ok {
-		return "", "", "", "", fmt.Errorf("location %q: not a docker:// location: %w", ref, ErrUnsupported)
+// reference is the tag or the digest.
+func (d *dockerRef) reference() string {
+	if d.dgst != "" {
+		return d.dgst.String()
 	}
-	r, perr := registry.ParseReference(rest)
-	if perr != nil || !strings.Contains(rest, "/") {
+	return d.tag
+}
+
+// ParseDockerRef parses "docker://host[:port]/repo[:tag|@sha256:…]"; the
+// tag is DefaultTag when neither is given. The repository is
+// distribution-spec's: lower-case components of [a-z0-9] separated by
+// '.', '_', '__' or '-'s, joined by '/'.
+func ParseDockerRef(ref string) (host, repo, tag string, dgst digest.Digest, err error) {
+	bad := func() (string, string, string, digest.Digest, error) {
 		return "", "", "", "", fmt.Errorf("location %q: want docker://host[:port]/repo[:tag|@sha256:...]: %w", ref, ErrUnsupported)
 	}
-	switch {
-	case r.Reference == "":
-		tag = DefaultTag
-	case strings.Contains(rest, "@"):
-		dgst, err = r.Digest()
-		if err != nil {
-			return "", "", "", "", fmt.Errorf("location %q: %w", ref, ErrUnsupported)
-		}
-	default:
-		tag = r.Reference
+	rest, ok := strings.CutPrefix(ref, "docker://")
+	if !ok {
+		return bad()
 	}
-	return r.Registry, r.Repository, tag, dgst, nil
+	host, path, ok := strings.Cut(rest, "/")
+	if !ok || host == "" || strings.ContainsAny(host, "@\x00 ") {
+		return bad()
+	}
+	if p, d, ok := strings.Cut(path, "@"); ok {
+		dgst = digest.Digest(d)
+		if dgst.Validate() != nil || dgst.Algorithm() != digest.SHA256 {
+			return bad()
+		}
+		path = p
+	} else if i := strings.LastIndexByte(path, ':'); i >= 0 {
+		path, tag = path[:i], path[i+1:]
+		if !validTag(tag) {
+			return bad()
+		}
+	} else {
+		tag = DefaultTag
+	}
+	if !validRepo(path) || !validHost(host) {
+		return bad()
+	}
+	return host, path, tag, dgst, nil
+}
+
+func validRepo(r string) bool {
+	if r == "" || len(r) > 255 {
+		return false
+	}
+	for _, comp := range strings.Split(r, "/") {
+		if comp == "" {
+			return false
+		}
+		for i := 0; i < len(comp); i++ {
+			c := comp[i]
+			alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+			sep := c == '.' || c == '_' || c == '-'
+			if !alnum && (!sep || i == 0 || i == len(comp)-1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validHost(h string) bool {
+	hostname, port, hasPort := strings.Cut(h, ":")
+	if hasPort {
+		if port == "" || len(port) > 5 {
+			return false
+		}
+		for i := 0; i < len(port); i++ {
+			if port[i] < '0' || port[i] > '9' {
+				return false
+			}
+		}
+	}
+	if hostname == "" {
+		return false
+	}
+	for i := 0; i < len(hostname); i++ {
+		c := hostname[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseDocker(ref string, p *policy.Policy, reg Registry, sink bool) (*dockerRef, error) {
@@ -105,27 +173,35 @@ func parseDocker(ref string, p *policy.Policy, reg Registry, sink bool) (*docker
 	if err := p.CheckRegistry(host + "/" + repo); err != nil {
 		return nil, err
 	}
-	d := &dockerRef{ref: ref, tag: tag, dgst: dgst, reg: reg,
-		r: registry.Reference{Registry: host, Repository: repo, Reference: tag}}
-	if dgst != "" {
-		d.r.Reference = dgst.String()
-	}
-	return d, nil
+	return &dockerRef{ref: ref, host: host, repo: repo, tag: tag, dgst: dgst, reg: reg}, nil
 }
 
 func (d *dockerRef) String() string { return d.ref }
 
-// repository is the oras client for d: TLS from certs.d, credentials from
-// the auth file, looked up only for this repository's host (an annotation
-// names the repository, never the credentials).
-func (d *dockerRef) repository() (*remote.Repository, error) {
-	return newRepository(d.r, d.reg)
+// client is what reaches one repository.
+type client struct {
+	repo name.Repository
+	ref  string // for messages
+	opts []remote.Option
 }
 
-func newRepository(r registry.Reference, reg Registry) (*remote.Repository, error) {
-	tlsCfg, err := tlsConfig(reg.CertsDir, r.Registry)
+// newClient prepares the client of host/repo: TLS from certs.d, https
+// only, credentials from the auth file looked up for this repository (an
+// annotation names the repository, never the credentials). Nothing is sent
+// yet.
+func newClient(ctx context.Context, host, repo string, reg Registry) (*client, error) {
+	ref := "docker://" + host + "/" + repo
+	tlsCfg, err := tlsConfig(reg.CertsDir, host)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	cred, err := lookupCredential(reg.AuthFile, host, repo)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	r, err := name.NewRegistry(host)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, ErrUnsupported)
 	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -137,36 +213,43 @@ func newRepository(r registry.Reference, reg Registry) (*remote.Repository, erro
 		IdleConnTimeout:       30 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	host, repo, authFile := r.Registry, r.Repository, reg.AuthFile
-	client := &auth.Client{
-		Client: &http.Client{Transport: retry.NewTransport(tr)},
-		Cache:  auth.NewCache(),
-		Header: http.Header{"User-Agent": {"ocisnap"}},
-		Credential: func(ctx context.Context, hostport string) (auth.Credential, error) {
-			if hostport != host {
-				return auth.EmptyCredential, nil // a token service elsewhere gets none of ours
-			}
-			c, err := lookupCredential(authFile, host, repo)
-			if err != nil {
-				return auth.EmptyCredential, err
-			}
-			return auth.Credential{Username: c.Username, Password: c.Password, RefreshToken: c.IdentityToken}, nil
-		},
+	auth := authn.Anonymous
+	if cred != (credential{}) {
+		auth = authn.FromConfig(authn.AuthConfig{Username: cred.Username, Password: cred.Password, IdentityToken: cred.IdentityToken})
 	}
-	return &remote.Repository{Client: client, Reference: r, SkipReferrersGC: true}, nil
+	return &client{repo: r.Repo(repo), ref: ref, opts: []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithTransport(httpsOnly{tr}),
+		remote.WithAuth(auth),
+		remote.WithUserAgent("ocisnap"),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
+	}}, nil
+}
+
+// httpsOnly refuses every request that is not https: no downgrade to
+// plain http, whatever the address.
+type httpsOnly struct{ rt http.RoundTripper }
+
+func (h httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		return nil, fmt.Errorf("refusing plain %s to %s: registries are reached over verified TLS only", req.URL.Scheme, req.URL.Host)
+	}
+	return h.rt.RoundTrip(req)
 }
 
 // remoteErr names what failed and classifies it: authentication failures
-// wrap ErrAuth, a missing manifest or blob ErrNotFound. oras's messages
-// hold the method, the URL and the registry's error codes, never the
-// credentials.
+// wrap ErrAuth, a missing manifest or blob ErrNotFound. The library's
+// messages hold the method, the URL and the registry's error codes, never
+// the credentials.
 func remoteErr(ref, what string, err error) error {
-	var er *errcode.ErrorResponse
-	if errors.As(err, &er) && (er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("%s: %s: %w (check the credentials for %s in the registry auth file): %v", ref, what, ErrAuth, er.URL.Host, err)
-	}
-	if errors.Is(err, errdef.ErrNotFound) {
-		return fmt.Errorf("%s: %s: %w: %v", ref, what, ErrNotFound, err)
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%s: %s: %w (check the credentials for this registry in the registry auth file): %v", ref, what, ErrAuth, err)
+		case http.StatusNotFound:
+			return fmt.Errorf("%s: %s: %w: %v", ref, what, ErrNotFound, err)
+		}
 	}
 	return fmt.Errorf("%s: %s: %w", ref, what, err)
 }
@@ -175,51 +258,68 @@ func remoteErr(ref, what string, err error) error {
 // tag) and the config, verified; the layers stream from the registry when
 // Snapshot.Each reads them.
 func (d *dockerRef) Open(ctx context.Context) (*Snapshot, error) {
-	repo, err := d.repository()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", d.ref, err)
-	}
-	desc, rc, err := repo.FetchReference(ctx, d.r.Reference)
-	if err != nil {
-		return nil, remoteErr(d.ref, "fetch manifest", err)
-	}
-	if d.dgst != "" && desc.Digest != d.dgst {
-		rc.Close()
-		return nil, fmt.Errorf("%s: manifest %s: %w", d.ref, d.dgst, ErrDigestMismatch)
-	}
-	data, err := readVerified(rc, desc)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%s: manifest: %w", d.ref, err)
-	}
-	m, err := parseManifest(d.ref, data)
+	c, err := newClient(ctx, d.host, d.repo, d.reg)
 	if err != nil {
 		return nil, err
 	}
-	crc, err := repo.Fetch(ctx, m.Config)
+	return c.open(ctx, d.ref, d.reference())
+}
+
+func (c *client) open(ctx context.Context, ref, reference string) (*Snapshot, error) {
+	var nref name.Reference = c.repo.Tag(reference)
+	if strings.HasPrefix(reference, "sha256:") {
+		nref = c.repo.Digest(reference)
+	}
+	rd, err := remote.Get(nref, c.opts...)
 	if err != nil {
-		return nil, remoteErr(d.ref, "fetch config "+m.Config.Digest.String(), err)
+		return nil, remoteErr(ref, "fetch manifest", err)
+	}
+	desc := ocispec.Descriptor{MediaType: string(rd.MediaType), Digest: digest.Digest(rd.Digest.String()), Size: rd.Size}
+	if strings.HasPrefix(reference, "sha256:") && desc.Digest.String() != reference {
+		return nil, fmt.Errorf("%s: manifest %s: %w", ref, reference, ErrDigestMismatch)
+	}
+	// Verify the bytes against the digest, whatever the library did.
+	data, err := readVerified(bytes.NewReader(rd.Manifest), ocispec.Descriptor{Digest: desc.Digest, Size: int64(len(rd.Manifest))})
+	if err != nil {
+		return nil, fmt.Errorf("%s: manifest: %w", ref, err)
+	}
+	m, err := parseManifest(ref, data)
+	if err != nil {
+		return nil, err
+	}
+	crc, err := c.fetchBlob(m.Config)
+	if err != nil {
+		return nil, remoteErr(ref, "fetch config "+m.Config.Digest.String(), err)
 	}
 	cdata, err := readVerified(crc, m.Config)
 	crc.Close()
 	if err != nil {
-		return nil, fmt.Errorf("%s: config: %w", d.ref, err)
+		return nil, fmt.Errorf("%s: config: %w", ref, err)
 	}
 	var cfg Config
 	if err := json.Unmarshal(cdata, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: config %s: %w", d.ref, m.Config.Digest, err)
+		return nil, fmt.Errorf("%s: config %s: %w", ref, m.Config.Digest, err)
 	}
-	snap := &Snapshot{Ref: d.ref, Digest: desc.Digest, Manifest: m, Config: &cfg}
+	snap := &Snapshot{Ref: ref, Digest: desc.Digest, Manifest: m, Config: &cfg}
 	for _, ld := range m.Layers {
-		snap.Layers = append(snap.Layers, Layer{Desc: ld, open: func(ctx context.Context) (io.ReadCloser, error) {
-			rc, err := repo.Fetch(ctx, ld)
+		snap.Layers = append(snap.Layers, Layer{Desc: ld, open: func(context.Context) (io.ReadCloser, error) {
+			rc, err := c.fetchBlob(ld)
 			if err != nil {
-				return nil, remoteErr(d.ref, "fetch layer "+ld.Digest.String(), err)
+				return nil, remoteErr(ref, "fetch layer "+ld.Digest.String(), err)
 			}
 			return rc, nil
 		}})
 	}
 	return snap, nil
+}
+
+// fetchBlob streams a blob (verified by the caller, Snapshot.Each).
+func (c *client) fetchBlob(d ocispec.Descriptor) (io.ReadCloser, error) {
+	l, err := remote.Layer(c.repo.Digest(d.Digest.String()), c.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return l.Compressed()
 }
 
 // Create stages the snapshot as an OCI layout in a spool entry (see
@@ -255,7 +355,7 @@ func (p *dockerPending) Commit() error {
 		p.e.remove()
 		return err
 	}
-	err := pushLayout(p.ctx, p.e.layoutDir(), p.d.r, p.d.reg)
+	err := pushLayout(p.ctx, p.e.layoutDir(), p.d.host, p.d.repo, p.d.tag, p.d.reg)
 	if err == nil {
 		return p.e.remove()
 	}
@@ -272,9 +372,9 @@ func (p *dockerPending) Abort() error {
 	return errors.Join(err, p.e.remove())
 }
 
-// pushLayout pushes the snapshot tagged spoolTag in the layout dir to the
-// registry reference r (tag moved last).
-func pushLayout(ctx context.Context, dir string, r registry.Reference, reg Registry) error {
+// pushLayout pushes the snapshot tagged spoolTag in the layout dir to
+// host/repo:tag (the tag moved last).
+func pushLayout(ctx context.Context, dir, host, repo, tag string, reg Registry) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -285,38 +385,46 @@ func pushLayout(ctx context.Context, dir string, r registry.Reference, reg Regis
 		return err
 	}
 	defer snap.Close()
-	return pushSnapshot(ctx, snap, func(d ocispec.Descriptor) (io.ReadCloser, error) { return openBlob(root, d) },
-		r, reg)
-}
-
-// pushSnapshot pushes the blobs of snap (opened by open), then its
-// manifest under r's tag. Each blob is HEADed first and uploaded only when
-// missing; an upload is retried, with backoff, up to reg.Attempts times
-// while ctx allows.
-func pushSnapshot(ctx context.Context, snap *Snapshot, open func(ocispec.Descriptor) (io.ReadCloser, error),
-	r registry.Reference, reg Registry) error {
-	repo, err := newRepository(r, reg)
+	c, err := newClient(ctx, host, repo, reg)
 	if err != nil {
 		return err
 	}
-	ref := "docker://" + r.String()
+	return c.push(ctx, snap, func(d ocispec.Descriptor) (io.ReadCloser, error) { return openBlob(root, d) }, tag, reg.Attempts)
+}
+
+// blobLayer is a stored blob as go-containerregistry's v1.Layer (only
+// what an upload uses: digest, size, media type, the bytes).
+type blobLayer struct {
+	d    ocispec.Descriptor
+	open func(ocispec.Descriptor) (io.ReadCloser, error)
+}
+
+func (b blobLayer) Digest() (v1.Hash, error)             { return v1.NewHash(b.d.Digest.String()) }
+func (b blobLayer) DiffID() (v1.Hash, error)             { return v1.NewHash(b.d.Digest.String()) }
+func (b blobLayer) Compressed() (io.ReadCloser, error)   { return b.open(b.d) }
+func (b blobLayer) Uncompressed() (io.ReadCloser, error) { return b.open(b.d) }
+func (b blobLayer) Size() (int64, error)                 { return b.d.Size, nil }
+func (b blobLayer) MediaType() (types.MediaType, error)  { return types.MediaType(b.d.MediaType), nil }
+
+// rawManifest is a manifest's bytes as go-containerregistry's Taggable.
+type rawManifest struct {
+	data []byte
+	mt   string
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.data, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(r.mt), nil }
+
+// push uploads the blobs of snap (opened by open) — each HEADed first and
+// uploaded only when missing, retried with backoff up to attempts times
+// while ctx allows — then its manifest under tag.
+func (c *client) push(ctx context.Context, snap *Snapshot, open func(ocispec.Descriptor) (io.ReadCloser, error),
+	tag string, attempts int) error {
 	blobs := append([]ocispec.Descriptor{snap.Manifest.Config}, snap.Manifest.Layers...)
 	for _, b := range blobs {
-		err := retryPush(ctx, reg.Attempts, func() error {
-			ok, err := repo.Exists(ctx, b)
-			if err != nil {
-				return remoteErr(ref, "check blob "+b.Digest.String(), err)
-			}
-			if ok {
-				return nil
-			}
-			rc, err := open(b)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			if err := repo.Push(ctx, b, rc); err != nil {
-				return remoteErr(ref, "push blob "+b.Digest.String(), err)
+		err := retryPush(ctx, attempts, func() error {
+			if err := remote.WriteLayer(c.repo, blobLayer{d: b, open: open}, c.opts...); err != nil {
+				return remoteErr(c.ref, "push blob "+b.Digest.String(), err)
 			}
 			return nil
 		})
@@ -324,26 +432,22 @@ func pushSnapshot(ctx context.Context, snap *Snapshot, open func(ocispec.Descrip
 			return err
 		}
 	}
-	mdata, err := json.Marshal(snap.Manifest)
+	// The manifest's bytes as stored, so that its digest stays the same.
+	rc, err := open(ocispec.Descriptor{Digest: snap.Digest})
 	if err != nil {
 		return err
 	}
-	// The manifest's bytes as stored, so that its digest stays the same.
-	if snap.Digest != "" && digest.FromBytes(mdata) != snap.Digest {
-		rc, err := open(ocispec.Descriptor{Digest: snap.Digest})
-		if err != nil {
-			return err
-		}
-		mdata, err = io.ReadAll(io.LimitReader(rc, maxMetadataSize))
-		rc.Close()
-		if err != nil {
-			return err
-		}
+	mdata, err := io.ReadAll(io.LimitReader(rc, maxMetadataSize))
+	rc.Close()
+	if err != nil {
+		return err
 	}
-	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mdata), Size: int64(len(mdata))}
-	return retryPush(ctx, reg.Attempts, func() error {
-		if err := repo.PushReference(ctx, md, bytes.NewReader(mdata), r.Reference); err != nil {
-			return remoteErr(ref, "push manifest", err)
+	if digest.FromBytes(mdata) != snap.Digest {
+		return fmt.Errorf("%s: manifest %s: %w", c.ref, snap.Digest, ErrDigestMismatch)
+	}
+	return retryPush(ctx, attempts, func() error {
+		if err := remote.Put(c.repo.Tag(tag), rawManifest{data: mdata, mt: ocispec.MediaTypeImageManifest}, c.opts...); err != nil {
+			return remoteErr(c.ref, "push manifest", err)
 		}
 		return nil
 	})
@@ -389,22 +493,19 @@ func List(ctx context.Context, ref string, p *policy.Policy, reg Registry) ([]Ta
 	if err != nil {
 		return nil, err
 	}
-	repo, err := d.repository()
+	c, err := newClient(ctx, d.host, d.repo, reg)
 	if err != nil {
 		return nil, err
 	}
-	var tags []string
-	if err := repo.Tags(ctx, "", func(t []string) error { tags = append(tags, t...); return nil }); err != nil {
+	tags, err := remote.List(c.repo, c.opts...)
+	if err != nil {
 		return nil, remoteErr(ref, "list tags", err)
 	}
 	sort.Strings(tags)
 	out := make([]TagInfo, 0, len(tags))
 	for _, t := range tags {
 		ti := TagInfo{Tag: t}
-		d2 := &dockerRef{r: d.r, tag: t, reg: d.reg}
-		d2.r.Reference = t
-		d2.ref = "docker://" + d2.r.String()
-		snap, err := d2.Open(ctx)
+		snap, err := c.open(ctx, "docker://"+d.host+"/"+d.repo+":"+t, t)
 		if err != nil {
 			ti.Err = err
 		} else {

@@ -11,8 +11,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"oras.land/oras-go/v2/registry"
 )
 
 // The spool (docs/locations.md, "When the registry cannot be reached"):
@@ -170,8 +168,7 @@ func pushEntry(ctx context.Context, dir string, reg Registry) (PendingPush, bool
 		pp.Err = fmt.Errorf("spool entry %s: bad target %q", dir, t.Ref)
 		return pp, true
 	}
-	r := registry.Reference{Registry: host, Repository: repo, Reference: tag}
-	if pp.Err = pushLayout(ctx, e.layoutDir(), r, reg); pp.Err == nil {
+	if pp.Err = pushLayout(ctx, e.layoutDir(), host, repo, tag, reg); pp.Err == nil {
 		pp.Err = e.remove()
 	}
 	return pp, true

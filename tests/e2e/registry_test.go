@@ -47,6 +47,8 @@ type testRegistry struct {
 	config   string
 	logPath  string
 
+	imageTar string // the one base image every node imports
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -227,6 +229,16 @@ type node struct {
 // repositories with the given auth file (and extra hook flags).
 func newNode(t testing.TB, r *testRegistry, authFile string, extra ...string) *node {
 	t.Helper()
+	r.mu.Lock()
+	if r.imageTar == "" {
+		root := filepath.Join(r.dir, "imgroot")
+		buildImageRoot(t, root)
+		r.imageTar = filepath.Join(r.dir, "img.tar")
+		if out, err := exec.Command("tar", "-C", root, "--numeric-owner", "-cf", r.imageTar, ".").CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v\n%s", err, out)
+		}
+	}
+	r.mu.Unlock()
 	base := t.TempDir()
 	n := &node{allow: snapshotDir(t), state: filepath.Join(base, "state"), spool: filepath.Join(base, "spool")}
 	args := append([]string{"--allow-dir", n.allow, "--state-dir", n.state, "--spool-dir", n.spool,
@@ -234,7 +246,10 @@ func newNode(t testing.TB, r *testRegistry, authFile string, extra ...string) *n
 		"--registry-certs-dir", r.CertsDir, "--registry-timeout", "20s"}, extra...)
 	n.hooks = writeHooksDir(t, filepath.Join(base, "hooks.d"), hookBin, 0, args...)
 	n.podman = newPodman(t, n.hooks)
-	n.img = n.testImage()
+	// Every node imports the same image tar: the same files, mtimes
+	// included, as nodes pulling one image from a registry have.
+	n.img = "localhost/ocisnap-e2e:latest"
+	n.run("import", "-q", r.imageTar, n.img)
 	return n
 }
 
