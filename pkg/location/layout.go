@@ -91,6 +91,9 @@ func ParseLayoutRef(ref string) (dir, tag string, err error) {
 	if !hasTag {
 		tag = DefaultTag
 	}
+	if strings.HasPrefix(dir, "//") {
+		return "", "", fmt.Errorf("location %q: oci: takes a directory, oci:/abs/dir[:tag], not a URL (a registry is docker://host/repo): %w", ref, ErrUnsupported)
+	}
 	if !path.IsAbs(dir) || strings.IndexByte(dir, 0) >= 0 {
 		return "", "", fmt.Errorf("location %q: the layout directory must be an absolute path: %w", ref, ErrUnsupported)
 	}
