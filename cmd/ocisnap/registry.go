@@ -21,8 +21,10 @@ import (
 
 // registryFlags are the credential flags every command shares with the
 // hook (docs/ocisnap.1.md): the same files podman and skopeo use.
+//
+// The CLI stages a push in a temporary directory and keeps nothing: a
+// failed push is the operator's error to see, not a spool entry.
 func registryFlags(f *pflag.FlagSet, a *app) {
-	a.reg.SpoolDir = location.DefaultSpoolDir
 	f.StringVar(&a.reg.AuthFile, "registry-auth-file", "",
 		"containers-auth.json(5) file of registry credentials (default: podman's lookup)")
 	f.StringVar(&a.reg.CertsDir, "registry-certs-dir", location.DefaultCertsDir,
@@ -118,6 +120,7 @@ func (a *app) openManifestInput(ctx context.Context, ref string) (io.ReadCloser,
 
 func newPushCmd(a *app) *cobra.Command {
 	var pending bool
+	var spool string
 	cmd := &cobra.Command{
 		Use:   "push SRC DST | push --pending",
 		Short: "Copy a snapshot to an oci: layout or a docker:// registry; deliver the spool",
@@ -132,13 +135,13 @@ func newPushCmd(a *app) *cobra.Command {
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pending {
-				return a.pushPending(cmd.Context())
+				return a.pushPending(cmd.Context(), spool)
 			}
 			return a.copySnapshot(cmd.Context(), args[0], args[1])
 		},
 	}
 	cmd.Flags().BoolVar(&pending, "pending", false, "deliver the spooled exports")
-	cmd.Flags().StringVar(&a.reg.SpoolDir, "spool-dir", location.DefaultSpoolDir, "the hook's spool directory")
+	cmd.Flags().StringVar(&spool, "spool-dir", location.DefaultSpoolDir, "the hook's spool directory (with --pending)")
 	return cmd
 }
 
@@ -216,10 +219,10 @@ func sniffCompression(b []byte) string {
 	return "none"
 }
 
-func (a *app) pushPending(ctx context.Context) error {
-	res, err := location.PushPending(ctx, a.reg.SpoolDir, a.reg)
+func (a *app) pushPending(ctx context.Context, spool string) error {
+	res, err := location.PushPending(ctx, spool, a.reg)
 	if err != nil {
-		return fmt.Errorf("spool %s: %w", a.reg.SpoolDir, err)
+		return fmt.Errorf("spool %s: %w", spool, err)
 	}
 	var errs []error
 	for _, r := range res {

@@ -272,7 +272,11 @@ func writeFileAtomic(root *os.Root, name string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	// Locked while it exists, so that `ocisnap gc` (CleanStaleTemps) never
+	// takes it for a dead writer's.
+	if err = flock(f, lockEx); err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

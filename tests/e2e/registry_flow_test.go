@@ -257,6 +257,23 @@ func TestRegistryCLI(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(target, "d", "f")); string(got) != "cli\n" {
 		t.Errorf("applied d/f = %q", got)
 	}
+	// convert writes straight to a registry (zstd by default there), and
+	// diff reads from it.
+	conv := "docker://" + r.Host + "/snaps/cli:oci"
+	if out, err := r.cli(t, "convert", "--to", "oci", snap, conv); err != nil {
+		t.Fatalf("convert to %s: %v\n%s", conv, err, out)
+	}
+	raw := r.skopeo(t, "inspect", "--raw", "--authfile", r.AuthFile, "--cert-dir", filepath.Join(r.CertsDir, r.Host), conv)
+	if !strings.Contains(raw, "application/vnd.oci.image.layer.v1.tar+zstd") {
+		t.Errorf("converted snapshot's manifest:\n%s", raw)
+	}
+	if out, err := r.cli(t, "diff", conv); err != nil || !strings.Contains(out, "d/f") {
+		t.Errorf("diff %s: %v\n%s", conv, err, out)
+	}
+	// A failed push is the operator's error, never spooled.
+	if out, err := r.cli(t, "push", snap, "docker://127.0.0.1:1/snaps/x:v1"); err == nil || strings.Contains(out, "spool") {
+		t.Errorf("push to a closed port: %v\n%s", err, out)
+	}
 }
 
 // mustTar writes a plain tar of dir's contents (rooted at ./) into out's
