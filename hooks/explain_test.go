@@ -88,6 +88,9 @@ func TestExplainAcceptsEveryHookFlag(t *testing.T) {
 				// A directory of its own per flag: allow and view
 				// directories must not overlap.
 				arg = "--" + f.Name + "=/srv/ocisnap-" + f.Name
+				if f.Name == "allow-registry" {
+					arg = "--allow-registry=reg.example.com/snaps/"
+				}
 			}
 		}
 		for _, a := range Explain([]string{"ocisnap-hook", arg}, "poststop", ann) {

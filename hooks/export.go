@@ -146,11 +146,8 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	if err != nil {
 		return err
 	}
-	if location.Kind(rec.Export.Dest) == location.KindDocker {
-		var cancel context.CancelFunc
-		ctx, cancel = h.registryContext(ctx)
-		defer cancel()
-	}
+	// --registry-timeout bounds the push (registryOpt), not the writing
+	// of the staged snapshot: a slow push leaves it in the spool.
 	location.Describe(sink, snapshotInfo(rec.Export))
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
 	err = WriteSnapshot(ctx, sink, rec.Overlay.Upper, opts...)

@@ -64,7 +64,11 @@ func (c *Config) validateSpool() error {
 	return nil
 }
 
-func (h *hook) registryOpt() location.Option { return location.WithRegistry(h.cfg.Registry) }
+func (h *hook) registryOpt() location.Option {
+	r := h.cfg.Registry
+	r.PushTimeout = h.cfg.RegistryTimeout
+	return location.WithRegistry(r)
+}
 
 // registryContext bounds a registry operation by --registry-timeout.
 func (h *hook) registryContext(ctx context.Context) (context.Context, context.CancelFunc) {

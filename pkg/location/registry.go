@@ -52,6 +52,10 @@ type Registry struct {
 	// Attempts bounds the tries of each upload (default 3); the caller's
 	// context bounds the time.
 	Attempts int
+	// PushTimeout, when positive, bounds the push of a Commit (the
+	// network part of an export; writing the staged layout is not
+	// bounded by it): past it the snapshot stays in the spool.
+	PushTimeout time.Duration
 }
 
 var (
@@ -355,7 +359,13 @@ func (p *dockerPending) Commit() error {
 		p.e.remove()
 		return err
 	}
-	err := pushLayout(p.ctx, p.e.layoutDir(), p.d.host, p.d.repo, p.d.tag, p.d.reg)
+	ctx := p.ctx
+	if t := p.d.reg.PushTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("push took longer than %v", t))
+		defer cancel()
+	}
+	err := pushLayout(ctx, p.e.layoutDir(), p.d.host, p.d.repo, p.d.tag, p.d.reg)
 	if err == nil {
 		return p.e.remove()
 	}

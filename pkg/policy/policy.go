@@ -127,6 +127,9 @@ func (p *Policy) Validate() error {
 			return fmt.Errorf("policy: view directory %q is not an absolute path", d)
 		}
 	}
+	if err := p.validateRegistries(); err != nil {
+		return err
+	}
 	for _, v := range p.ViewDirs {
 		for _, a := range p.AllowDirs {
 			if err := checkApart(v, a); err != nil {

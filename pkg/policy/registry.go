@@ -38,3 +38,22 @@ func (p *Policy) CheckRegistry(hostRepo string) error {
 	return fmt.Errorf("repository %q: not under an allowed registry prefix (--allow-registry %s): %w",
 		hostRepo, strings.Join(p.AllowRegistries, ", "), ErrRegistryNotAllowed)
 }
+
+// validateRegistries refuses an --allow-registry value that could never
+// match what a docker:// location names: a scheme, a tag or digest, no
+// repository path after the host, or an empty component.
+func (p *Policy) validateRegistries() error {
+	for _, pre := range p.AllowRegistries {
+		v := strings.TrimSuffix(pre, "/")
+		host, path, ok := strings.Cut(v, "/")
+		switch {
+		case strings.Contains(pre, "://"):
+			return fmt.Errorf("policy: --allow-registry %q: give host[:port]/path, without a scheme", pre)
+		case !ok || host == "" || path == "" || strings.Contains(v, "//"):
+			return fmt.Errorf("policy: --allow-registry %q: want host[:port]/repository-prefix", pre)
+		case strings.ContainsAny(path, "@: "):
+			return fmt.Errorf("policy: --allow-registry %q: a repository prefix has no tag or digest", pre)
+		}
+	}
+	return nil
+}

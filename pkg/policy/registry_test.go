@@ -32,3 +32,17 @@ func TestCheckRegistry(t *testing.T) {
 		t.Errorf("no prefix: %v", err)
 	}
 }
+
+func TestValidateRegistries(t *testing.T) {
+	for _, bad := range []string{"docker://reg.example.com/snaps", "reg.example.com", "reg.example.com/", "/snaps",
+		"reg.example.com/snaps:v1", "reg.example.com//snaps"} {
+		p := &Policy{AllowRegistries: []string{bad}}
+		if err := p.Validate(); err == nil {
+			t.Errorf("--allow-registry %q accepted", bad)
+		}
+	}
+	p := &Policy{AllowRegistries: []string{"reg.example.com/snaps/", "127.0.0.1:5000/a"}}
+	if err := p.Validate(); err != nil {
+		t.Error(err)
+	}
+}
