@@ -160,3 +160,44 @@ func TestRegistryConcurrentExports(t *testing.T) {
 		t.Errorf("spool holds %d entries after two delivered exports", len(ents))
 	}
 }
+
+// TestRegistryTimeout: a registry that accepts connections and then hangs
+// is bounded by --registry-timeout: a restore fails the start in time; an
+// export's push gives up in time, the removal succeeds and the snapshot
+// waits in the spool, delivered once the registry answers again.
+func TestRegistryTimeout(t *testing.T) {
+	r := startRegistry(t)
+	a := newNode(t, r, r.AuthFile, "--registry-timeout", "4s")
+	ref := "docker://" + r.Host + "/snaps/slow:v1"
+	id := a.run("run", "-d", "--network=none", "--annotation", "io.ocisnap.export="+ref, a.img, "sleep", "1000")
+	a.run("exec", id, "sh", "-c", "echo slow > /slow")
+	want := manifest(t, a.mergedDir(id))
+	r.Pause()
+	start := time.Now()
+	a.run("stop", "-t", "0", id)
+	a.run("rm", id)
+	if d := time.Since(start); d > 40*time.Second {
+		t.Errorf("stop and rm took %v with a 4s --registry-timeout", d)
+	}
+	if ents, _ := os.ReadDir(a.spool); len(ents) != 1 {
+		t.Fatalf("spool holds %d entries, want 1", len(ents))
+	}
+	start = time.Now()
+	out, err := a.runErr("run", "--rm", "--network=none", "--annotation", "io.ocisnap.restore="+ref, a.img, "true")
+	if err == nil {
+		t.Fatal("restore from a hanging registry: the container started")
+	}
+	if d := time.Since(start); d > 40*time.Second {
+		t.Errorf("the failed start took %v with a 4s --registry-timeout:\n%s", d, out)
+	}
+	if !strings.Contains(out, "registry-timeout") && !strings.Contains(out, "deadline") {
+		t.Errorf("the error does not say the time ran out:\n%s", out)
+	}
+	r.Resume()
+	if out, err := r.cli(t, "push", "--pending", "--spool-dir", a.spool); err != nil || !strings.Contains(out, "delivered "+ref) {
+		t.Fatalf("push --pending: %v\n%s", err, out)
+	}
+	if got := restoreTree(t, a, ref); got != want {
+		t.Fatalf("restored tree differs:\n%s", diffLines(want, got))
+	}
+}

@@ -158,8 +158,23 @@ func (r *testRegistry) Kill() {
 		return
 	}
 	syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+	syscall.Kill(-r.cmd.Process.Pid, syscall.SIGCONT) // a paused one too
 	<-r.done
 	r.cmd = nil
+}
+
+// Pause stops the registry's processes (SIGSTOP): connections are
+// accepted by the kernel and then hang, as with a registry that is
+// overloaded or behind a dead link. Resume continues them.
+func (r *testRegistry) Pause()  { r.signal(syscall.SIGSTOP) }
+func (r *testRegistry) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *testRegistry) signal(s syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		syscall.Kill(-r.cmd.Process.Pid, s)
+	}
 }
 
 // Log is the registry's log so far (access log included).
