@@ -79,8 +79,20 @@ func (h *hook) registryContext(ctx context.Context) (context.Context, context.Ca
 // checkManifestDest refuses, at create time, an oci:/docker:// export
 // destination the policy does not allow (no network request is made).
 func (h *hook) checkManifestDest(dest string) error {
-	_, err := location.ParseSink(dest, &h.cfg.Policy, h.registryOpt())
-	return err
+	if _, err := location.ParseSink(dest, &h.cfg.Policy, h.registryOpt()); err != nil {
+		return err
+	}
+	if location.Kind(dest) != location.KindLayout {
+		return nil
+	}
+	// A layout is resolved now too, as a file's parent is: a symlink out
+	// of the allowed directory fails the start, not only the export.
+	dir, _, _ := location.ParseLayoutRef(dest)
+	root, err := h.cfg.Policy.OpenDir(dir, true)
+	if err != nil {
+		return fmt.Errorf("oci: layout %w", err)
+	}
+	return root.Close()
 }
 
 // Annotations the engines set with the container's image (docs/locations.md,

@@ -140,10 +140,22 @@ func TestRegistryRefusals(t *testing.T) {
 			t.Errorf("%d requests for %s reached the registry:\n%s", c, s, r.Log())
 		}
 	}
+	// An oci: layout reached through a symlink out of the allowed
+	// directory is refused at start, and nothing is written outside.
+	outside := t.TempDir()
+	must(t, os.Symlink(outside, filepath.Join(n.allow, "out")))
+	out, err := n.runErr("run", "--rm", "--network=none", "--annotation",
+		"io.ocisnap.export=oci:"+filepath.Join(n.allow, "out/lay")+":v1", n.img, "true")
+	if err == nil || !strings.Contains(out, "not allowed") {
+		t.Errorf("export to a layout through a symlink out: %v\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("written outside the allowed directory: %v", ents)
+	}
 	// Wrong credentials.
 	bad := newNode(t, r, r.BadAuth)
 	ref := "docker://" + r.Host + "/snaps/app:v1"
-	out, err := bad.runErr("run", "--rm", "--network=none", "--annotation", "io.ocisnap.restore="+ref, bad.img, "true")
+	out, err = bad.runErr("run", "--rm", "--network=none", "--annotation", "io.ocisnap.restore="+ref, bad.img, "true")
 	if err == nil {
 		t.Fatal("restore with wrong credentials: the container started")
 	}
