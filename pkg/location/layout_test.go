@@ -339,3 +339,56 @@ func TestTLSConfigCertsDir(t *testing.T) {
 		t.Error("a host with a slash is accepted")
 	}
 }
+
+// TestLayoutLayersOldestFirst: a snapshot manifest of several layers
+// yields them in manifest order, each verified.
+func TestLayoutLayersOldestFirst(t *testing.T) {
+	allow := t.TempDir()
+	p := &policy.Policy{AllowDirs: []string{allow}}
+	dir := filepath.Join(allow, "lay")
+	root, err := p.OpenDir(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := root.MkdirAll("blobs/sha256", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var descs []ocispec.Descriptor
+	for _, c := range []string{"oldest", "middle", "newest"} {
+		b := newBlob(MediaTypeOverlayLayer, []byte(c))
+		if err := storeBlob(root, b); err != nil {
+			t.Fatal(err)
+		}
+		descs = append(descs, b.desc)
+	}
+	cfg, man, err := buildManifest(&Config{Format: "overlay", Layers: make([]LayerInfo, 3)}, descs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []blob{cfg, man} {
+		if err := storeBlob(root, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tagLayout(root, "v1", man.desc); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := ParseSource("oci:"+dir+":v1", p)
+	snap, err := src.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	var got []string
+	if err := snap.Each(context.Background(), func(i int, l Layer, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		got = append(got, string(b))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "oldest,middle,newest" {
+		t.Errorf("layers %v", got)
+	}
+}
