@@ -5,9 +5,12 @@ package hooks
 
 import (
 	"log/slog"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
@@ -30,6 +33,13 @@ type Config struct {
 	IdentityFrom string
 	Logger       *slog.Logger
 
+	// Registry is how docker:// locations are reached (--registry-auth-file,
+	// --registry-certs-dir, --spool-dir).
+	Registry location.Registry
+	// RegistryTimeout bounds all the network operations of one hook run
+	// (--registry-timeout).
+	RegistryTimeout time.Duration
+
 	// defaultAllowDir is the built-in snapshot directory, which the hook
 	// may create (0700) when an export needs it and it is still allowed.
 	defaultAllowDir string
@@ -47,12 +57,16 @@ func DefaultConfig() Config {
 		StateDir:     statefile.DefaultDir,
 		IdentityFrom: ocistate.IdentityEngine,
 		Logger:       slog.Default(),
+		Registry:     location.Registry{SpoolDir: location.DefaultSpoolDir, CertsDir: location.DefaultCertsDir},
+
+		RegistryTimeout: DefaultRegistryTimeout,
 	}
 	if uid, rootless := hostUID(); rootless {
 		state, allow, views := userDefaults(uid)
 		cfg.StateDir = state
 		cfg.Policy.AllowDirs = []string{allow}
 		cfg.Policy.ViewDirs = []string{views}
+		cfg.Registry.SpoolDir = filepath.Join(filepath.Dir(allow), "ocisnap-spool")
 	}
 	cfg.defaultAllowDir = cfg.Policy.AllowDirs[0]
 	return cfg
@@ -74,4 +88,5 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
+	registerRegistryFlags(fs, cfg)
 }

@@ -10,6 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
@@ -63,6 +64,13 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		return []Action{{Stage: acting, Action: "error", Problem: err.Error() + " (the container fails to start)"}}
 	}
 	check := func(p string) string {
+		if location.HoldsManifest(p) {
+			// The same parse and policy check the hook does; no request.
+			if _, err := location.ParseSource(p, &cfg.Policy); err != nil {
+				return err.Error()
+			}
+			return ""
+		}
 		if err := cfg.Policy.Check(p); err != nil {
 			return err.Error()
 		}

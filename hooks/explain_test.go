@@ -24,6 +24,10 @@ func TestExplain(t *testing.T) {
 		{"prestart acts as create", args, "prestart", map[string]string{KeyRestore: snap}, []string{"restore"}},
 		{"restore only at poststop", args, "poststop", map[string]string{KeyRestore: snap}, []string{"none"}},
 		{"refused source", args, "createRuntime", map[string]string{KeyRestore: "/etc/shadow"}, []string{"restore:problem"}},
+		{"registry not allowed", args, "createRuntime", map[string]string{KeyRestore: "docker://reg.example.com/snaps/a:v1"}, []string{"restore:problem"}},
+		{"registry allowed", append(args, "--allow-registry", "reg.example.com/snaps/"), "createRuntime",
+			map[string]string{KeyRestore: "docker://reg.example.com/snaps/a:v1", KeyExport: "oci:/var/lib/ocisnap/lay:v2"}, []string{"restore", "record-export"}},
+		{"layout outside", args, "createRuntime", map[string]string{KeyExport: "oci:/etc/lay"}, []string{"record-export:problem"}},
 		{"per-container key", args, "poststop",
 			map[string]string{"io.kubernetes.cri.container-name": "app", KeyExport + ".app": snap, KeyExport: "/elsewhere"},
 			[]string{"export"}},
@@ -84,6 +88,9 @@ func TestExplainAcceptsEveryHookFlag(t *testing.T) {
 				// A directory of its own per flag: allow and view
 				// directories must not overlap.
 				arg = "--" + f.Name + "=/srv/ocisnap-" + f.Name
+				if f.Name == "allow-registry" {
+					arg = "--allow-registry=reg.example.com/snaps/"
+				}
 			}
 		}
 		for _, a := range Explain([]string{"ocisnap-hook", arg}, "poststop", ann) {

@@ -30,6 +30,9 @@ func (h *hook) checkExportDest(e *exportRequest) error {
 			h.log.Warn("create the namespace's snapshot directory", "err", err)
 		}
 	}
+	if location.HoldsManifest(e.dest) {
+		return h.checkManifestDest(e.dest)
+	}
 	dir, _, err := h.cfg.Policy.OpenParent(e.dest)
 	if err != nil {
 		return err
@@ -99,6 +102,9 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 			Format:      string(req.export.format),
 			Compression: string(req.export.compression),
 		}
+		if location.HoldsManifest(req.export.dest) {
+			recordBase(rec.Export, c, m.Lowers)
+		}
 	}
 	return rec, nil
 }
@@ -144,16 +150,26 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	if err != nil {
 		return err
 	}
-	sink, err := location.ParseSink(rec.Export.Dest, &h.cfg.Policy)
+	sink, err := location.ParseSink(rec.Export.Dest, &h.cfg.Policy, h.registryOpt())
 	if err != nil {
 		return err
 	}
+	// --registry-timeout bounds the push (registryOpt), not the writing
+	// of the staged snapshot: a slow push leaves it in the spool.
+	location.Describe(sink, snapshotInfo(rec.Export))
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
 	p, err := sink.Create(ctx)
 	if err != nil {
 		return err
 	}
-	return WriteSnapshot(ctx, p, rec.Overlay.Upper, opts...)
+	err = WriteSnapshot(ctx, p, rec.Overlay.Upper, opts...)
+	if errors.Is(err, location.ErrSpooled) {
+		// Nothing is lost: `ocisnap push --pending` delivers it.
+		h.log.Warn("export kept in the spool: the registry could not be reached", "annotation", KeyExport,
+			"dest", rec.Export.Dest, "err", err)
+		return nil
+	}
+	return err
 }
 
 // WriteSnapshot writes the upper dir as a snapshot into p and commits it,
@@ -161,9 +177,11 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 // Shared by the hook and the CLI (which creates p before it freezes the
 // container, so that a bad output fails first).
 func WriteSnapshot(ctx context.Context, p location.Pending, upper string, opts ...layer.WriteOpt) error {
-	if _, err := layer.Write(ctx, p, upper, opts...); err != nil {
+	st, err := layer.Write(ctx, p, upper, opts...)
+	if err != nil {
 		return errors.Join(err, p.Abort())
 	}
+	location.SetLayerStats(p, st.Entries, st.Bytes)
 	return p.Commit()
 }
 

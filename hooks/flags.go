@@ -67,5 +67,8 @@ func (c *CommandLine) Parse(args []string) error {
 	default:
 		return fmt.Errorf("--identity-from %q: want %s or %s", c.Config.IdentityFrom, ocistate.IdentityEngine, ocistate.IdentityNRI)
 	}
-	return c.Config.Policy.Validate()
+	if err := c.Config.Policy.Validate(); err != nil {
+		return err
+	}
+	return c.Config.validateSpool()
 }

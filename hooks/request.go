@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
@@ -121,6 +122,9 @@ func parseRequest(c *ocistate.Container, cfg *Config) (*request, error) {
 			return nil, &AnnotationError{Key: fkey, Value: fv, Kind: ErrBadValue, Err: err}
 		}
 		ckey, cv, _ := c.AnnotationKey(KeyExportCompression)
+		if cv == "" && location.HoldsManifest(dest) {
+			cv = string(layer.CompressionZstd) // the default of oci:/docker:// (docs/locations.md)
+		}
 		comp, err := layer.ParseCompression(cv)
 		if err != nil {
 			return nil, &AnnotationError{Key: ckey, Value: cv, Kind: ErrBadValue, Err: err}

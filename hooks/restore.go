@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -22,26 +23,40 @@ import (
 // model"); every entry is confined to the rootfs, and to the rootfs's own
 // mount, by layer.Apply.
 func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage string) error {
-	src, err := location.ParseSource(ref, &h.cfg.Policy)
+	src, err := location.ParseSource(ref, &h.cfg.Policy, h.registryOpt())
 	if err != nil {
 		return err
 	}
-	rc, err := src.Open(ctx)
+	if location.Kind(ref) == location.KindDocker {
+		var cancel context.CancelFunc
+		ctx, cancel = h.registryContext(ctx)
+		defer cancel()
+	}
+	snap, err := src.Open(ctx)
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	defer snap.Close()
 	root, err := openRootfs(c, stage)
 	if err != nil {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
 	opts := ApplyOpts(&h.cfg.Policy, idMap(c.UIDMappings(), c.GIDMappings()))
-	stats, err := layer.Apply(ctx, root, rc, opts...)
+	// Layers oldest first, each verified against its digest as it streams
+	// (docs/locations.md).
+	var total layer.Stats
+	err = snap.Each(ctx, func(_ int, _ location.Layer, r io.Reader) error {
+		stats, err := layer.Apply(ctx, root, r, opts...)
+		total.Entries += stats.Entries
+		total.Bytes += stats.Bytes
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	h.log.Info("restored", "source", src.String(), "rootfs", c.Rootfs, "entries", stats.Entries, "bytes", stats.Bytes)
+	h.log.Info("restored", "source", src.String(), "rootfs", c.Rootfs, "layers", len(snap.Layers),
+		"entries", total.Entries, "bytes", total.Bytes)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/progress"
 )
 
@@ -59,11 +61,25 @@ func (a *app) apply(ctx context.Context, o *applyOpts, snapshot, dir string) err
 	if err != nil {
 		return err
 	}
-	in, size, err := a.openInput(snapshot)
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+	var in io.ReadCloser
+	var snap *location.Snapshot
+	size := int64(-1)
+	if location.HoldsManifest(snapshot) {
+		// Every layer, oldest first, each verified as it streams.
+		if snap, err = a.openSnapshot(ctx, snapshot); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		defer snap.Close()
+		size = 0
+		for _, l := range snap.Layers {
+			size += l.Desc.Size
+		}
+	} else {
+		if in, size, err = a.openInput(snapshot); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		defer in.Close()
 	}
-	defer in.Close()
 	root, err := os.OpenFile(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("target directory: %w", err)
@@ -72,7 +88,17 @@ func (a *app) apply(ctx context.Context, o *applyOpts, snapshot, dir string) err
 	opts := hooks.ApplyOpts(&o.cfg.Policy, idm)
 	bar := progress.New(a.stderr, "apply", size)
 	opts = append(opts, layer.WithProgress(func(s layer.Stats) { bar.SetEntries(s.Entries) }))
-	st, err := layer.Apply(ctx, root, bar.Reader(in), opts...)
+	var st layer.Stats
+	if snap != nil {
+		err = snap.Each(ctx, func(_ int, _ location.Layer, r io.Reader) error {
+			s, err := layer.Apply(ctx, root, bar.Reader(r), opts...)
+			st.Entries += s.Entries
+			st.Bytes += s.Bytes
+			return err
+		})
+	} else {
+		st, err = layer.Apply(ctx, root, bar.Reader(in), opts...)
+	}
 	bar.Done(err)
 	if err != nil {
 		if ctx.Err() != nil {

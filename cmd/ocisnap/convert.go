@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/progress"
 )
 
@@ -22,6 +23,9 @@ func newConvertCmd(a *app) *cobra.Command {
 			"other format and back is byte-identical. OUT is written atomically.",
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("compression") && location.HoldsManifest(args[1]) {
+				compression = string(layer.CompressionZstd) // the default of oci:/docker://
+			}
 			return a.convert(cmd.Context(), to, compression, args[0], args[1])
 		},
 	}
@@ -44,6 +48,7 @@ func (a *app) convert(ctx context.Context, to, compression, inName, outName stri
 	if err != nil {
 		return err
 	}
+	location.Describe(sink, location.Info{Format: string(format), Compression: string(comp)})
 	in, size, err := a.openInput(inName)
 	if err != nil {
 		return fmt.Errorf("input: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/pkg/cgroupfreeze"
 	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/progress"
 	"github.com/ocisnap/ocisnap/pkg/runtimestate"
@@ -42,6 +43,9 @@ func newExportCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("runtime-root") {
 				o.runtimeRoots = runtimestate.Roots()
+			}
+			if !cmd.Flags().Changed("compression") && location.HoldsManifest(o.output) {
+				o.compression = string(layer.CompressionZstd) // the default of oci:/docker://
 			}
 			return a.export(cmd.Context(), &o, args)
 		},
@@ -97,6 +101,7 @@ func (a *app) export(ctx context.Context, o *exportOpts, args []string) error {
 	if err != nil {
 		return err
 	}
+	location.Describe(sink, location.Info{Format: string(format), Compression: string(comp)})
 	src, err := a.exportSource(o, args)
 	if err != nil {
 		return err

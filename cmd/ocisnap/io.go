@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ import (
 func (a *app) openInput(name string) (r io.ReadCloser, size int64, err error) {
 	if name == "-" {
 		return io.NopCloser(a.stdin), -1, nil
+	}
+	if location.HoldsManifest(name) {
+		return a.openManifestInput(context.Background(), name)
 	}
 	f, err := os.Open(name)
 	if err != nil {
@@ -50,6 +54,13 @@ func (a *app) openInput(name string) (r io.ReadCloser, size int64, err error) {
 func (a *app) outputSink(name string) (location.Sink, error) {
 	if name == "" {
 		return nil, usagef("no output: give -o FILE, or -o - for stdout")
+	}
+	if location.HoldsManifest(name) {
+		p, err := trustedPolicy(name)
+		if err != nil {
+			return nil, err
+		}
+		return location.ParseSink(name, p, location.WithRegistry(a.reg))
 	}
 	if name == "-" {
 		if progress.IsTerminal(a.stdout) {
@@ -92,6 +103,11 @@ func unwrapPath(err error) error {
 type thawingPending struct {
 	location.Pending
 	beforeCommit func()
+}
+
+// SetLayerStats forwards the layer's stats to an oci:/docker:// pending.
+func (p *thawingPending) SetLayerStats(entries, bytes int64) {
+	location.SetLayerStats(p.Pending, entries, bytes)
 }
 
 func (p *thawingPending) Commit() error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ocisnap/ocisnap/internal/logging"
 	"github.com/ocisnap/ocisnap/internal/version"
+	"github.com/ocisnap/ocisnap/pkg/location"
 )
 
 // Exit statuses.
@@ -30,6 +31,7 @@ type app struct {
 	stdout, stderr *os.File
 	log            *slog.Logger
 	logLevel       string
+	reg            location.Registry // --registry-auth-file, --registry-certs-dir, --spool-dir
 }
 
 // usageError is a command line error (exit status 2).
@@ -89,6 +91,7 @@ func newRoot(a *app) *cobra.Command {
 	}
 	root.SetVersionTemplate(version.String("ocisnap") + "\n")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	registryFlags(root.PersistentFlags(), a)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
@@ -101,6 +104,9 @@ func newRoot(a *app) *cobra.Command {
 		newConvertCmd(a),
 		newHooksCmd(a),
 		newGCCmd(a),
+		newPushCmd(a),
+		newPullCmd(a),
+		newLsCmd(a),
 		newVersionCmd(a),
 	)
 	return root

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/ocisnap/ocisnap/internal/atomicfile"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 )
@@ -22,12 +24,32 @@ type fileSource struct {
 
 func (s *fileSource) String() string { return s.path }
 
-// Open opens the file through the policy (see policy.OpenRead).
-func (s *fileSource) Open(ctx context.Context) (io.ReadCloser, error) {
+// Open opens the file through the policy (see policy.OpenRead): a
+// snapshot of one layer, the file's bytes as they are.
+func (s *fileSource) Open(ctx context.Context) (*Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.p.OpenRead(s.path)
+	f, err := s.p.OpenRead(s.path)
+	if err != nil {
+		return nil, err
+	}
+	size := int64(-1)
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	used := false
+	return &Snapshot{
+		Ref: s.path,
+		Layers: []Layer{{Desc: ocispec.Descriptor{Size: size}, open: func(context.Context) (io.ReadCloser, error) {
+			if used {
+				return nil, fmt.Errorf("%q: layer opened twice", s.path)
+			}
+			used = true
+			return f, nil // an *os.File, as before: readers may use its fast paths
+		}}},
+		closer: func() error { f.Close(); return nil }, // Each closed it already, or nobody read it
+	}, nil
 }
 
 // fileSink is a snapshot written to a local file, atomically.

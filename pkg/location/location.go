@@ -1,12 +1,16 @@
 // Package location says where snapshots live and moves their bytes: a
-// Source to restore from, a Sink to export to. Today a location is an
-// absolute local path, checked against the administrator's policy; OCI
-// registry references (a snapshot pushed as an artifact and pulled on
-// another node) will be another implementation of the same interfaces.
+// Source to restore from, a Sink to export to (docs/locations.md). A
+// location is an absolute local path (one tar file), an OCI image layout
+// ("oci:/abs/dir[:tag]") or an OCI registry reference
+// ("docker://host[:port]/repo[:tag|@sha256:…]"), always checked against the
+// administrator's policy before anything is touched. The last two hold a
+// snapshot manifest (manifest.go) whose blobs are verified while they
+// stream.
 //
 // A Sink never leaves a partial snapshot where a reader may find it: bytes
-// go to a temporary file next to the destination, and only Commit puts
-// them in place, atomically.
+// go to a temporary file next to the destination (or to unreferenced blobs),
+// and only Commit puts them in place, atomically (a rename, or moving the
+// tag after every blob is stored).
 package location
 
 import (
@@ -15,14 +19,18 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/ocisnap/ocisnap/pkg/policy"
 )
 
 // Source is a snapshot to read.
 type Source interface {
-	// Open opens the snapshot for reading; the caller closes it.
-	Open(ctx context.Context) (io.ReadCloser, error)
+	// Open opens the snapshot: its manifest (for oci: and docker://) and a
+	// stream per layer, oldest first, each verified as it is read
+	// (Snapshot.Each). The caller closes it. A location that holds no
+	// snapshot is an error wrapping ErrNotFound where that can be told.
+	Open(ctx context.Context) (*Snapshot, error)
 	String() string
 }
 
@@ -62,12 +70,72 @@ var (
 	ErrAborted = errors.New("location: snapshot write was aborted")
 )
 
-// ParseSource parses a snapshot location to read from. Only absolute local
-// paths are supported; the path is checked against p's snapshot
-// directories (inside an allowed directory, not inside a view directory)
-// before anything is opened: lexically here, and again, resolving
-// symlinks, by Open.
-func ParseSource(ref string, p *policy.Policy) (Source, error) {
+// Kinds of location.
+const (
+	KindFile   = "file"
+	KindLayout = "oci"
+	KindDocker = "docker"
+)
+
+// Kind returns the kind of location ref names (KindFile for anything that
+// is neither "oci:" nor "docker://").
+func Kind(ref string) string {
+	switch {
+	case strings.HasPrefix(ref, "oci:"):
+		return KindLayout
+	case strings.HasPrefix(ref, "docker://"):
+		return KindDocker
+	}
+	return KindFile
+}
+
+// HoldsManifest reports whether ref is a location holding a snapshot
+// manifest (oci: or docker://), where zstd is the default compression.
+func HoldsManifest(ref string) bool { return Kind(ref) != KindFile }
+
+// Option changes how a location is reached.
+type Option func(*options)
+
+type options struct {
+	reg Registry
+}
+
+// WithRegistry sets how registries are reached (credentials, CAs, spool).
+func WithRegistry(r Registry) Option { return func(o *options) { o.reg = r } }
+
+func newOptions(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// ParseSource parses a snapshot location to read from. It is checked
+// against p before anything is opened or any request made: a path (the
+// file, or the oci: layout directory) must lie inside an allowed directory
+// and not inside a view directory, lexically here and again, resolving
+// symlinks, by Open; a docker:// repository must be under an
+// --allow-registry prefix.
+func ParseSource(ref string, p *policy.Policy, opts ...Option) (Source, error) {
+	if p == nil {
+		return nil, errors.New("location: no policy")
+	}
+	o := newOptions(opts)
+	switch Kind(ref) {
+	case KindLayout:
+		l, err := parseLayout(ref, p, false)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	case KindDocker:
+		r, err := parseDocker(ref, p, o.reg, false)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
 	if err := parse(ref, p); err != nil {
 		return nil, err
 	}
@@ -75,8 +143,27 @@ func ParseSource(ref string, p *policy.Policy) (Source, error) {
 }
 
 // ParseSink parses a snapshot location to write to, with the same rules as
-// ParseSource.
-func ParseSink(ref string, p *policy.Policy) (Sink, error) {
+// ParseSource. An oci: or docker:// sink takes a digest-pinned reference
+// as an error: a snapshot is written under a tag.
+func ParseSink(ref string, p *policy.Policy, opts ...Option) (Sink, error) {
+	if p == nil {
+		return nil, errors.New("location: no policy")
+	}
+	o := newOptions(opts)
+	switch Kind(ref) {
+	case KindLayout:
+		l, err := parseLayout(ref, p, true)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	case KindDocker:
+		r, err := parseDocker(ref, p, o.reg, true)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
 	if err := parse(ref, p); err != nil {
 		return nil, err
 	}
@@ -84,14 +171,11 @@ func ParseSink(ref string, p *policy.Policy) (Sink, error) {
 }
 
 func parse(ref string, p *policy.Policy) error {
-	if p == nil {
-		return errors.New("location: no policy")
-	}
 	if ref == "" {
 		return fmt.Errorf("empty location: %w", ErrUnsupported)
 	}
 	if !filepath.IsAbs(ref) {
-		return fmt.Errorf("location %q: only absolute local paths are supported (OCI registry references are not supported yet): %w",
+		return fmt.Errorf("location %q: want an absolute path, oci:/abs/dir[:tag] or docker://host/repo[:tag]: %w",
 			ref, ErrUnsupported)
 	}
 	return p.Check(ref)

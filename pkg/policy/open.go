@@ -141,3 +141,18 @@ func kind(m fs.FileMode) string {
 	}
 	return "of type " + m.Type().String()
 }
+
+// OpenDir opens unsafePath, a directory inside an allowed directory (an
+// oci: image layout), as an os.Root, with OpenParent's checks: it must
+// resolve strictly inside an allowed directory, never through a symlink
+// leading out, and not inside a view directory. With create, missing
+// directories (the layout's own included) are made, mode 0700; an
+// existing path that is not a directory is refused. Everything done through
+// the returned root stays inside it (os.Root). The caller closes it.
+func (p *Policy) OpenDir(unsafePath string, create bool) (*os.Root, error) {
+	allowDir, rel, err := p.resolve(unsafePath, roleSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	return openDirIn(unsafePath, allowDir, rel, create)
+}

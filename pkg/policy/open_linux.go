@@ -258,3 +258,56 @@ func clearNonblock(f *os.File) error {
 	}
 	return serr
 }
+
+// openDirIn resolves the directory rel beneath the allowed directory dir
+// (creating what is missing, 0700, with create), each lookup confined by
+// openat2, and hands it out as an os.Root that must be the very directory
+// resolved.
+func openDirIn(unsafePath, dir, rel string, create bool) (*os.Root, error) {
+	const what = "allowed directory"
+	root, err := openDir(unsafePath, what, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(root)
+	var fd int
+	if create {
+		fd, err = mkdirAllBeneath(root, rel, 0o700)
+	} else {
+		fd, err = openat2(root, rel, unix.O_PATH|unix.O_DIRECTORY)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) {
+			return nil, notAllowed(unsafePath, "not a directory")
+		}
+		if errors.Is(err, unix.ENOENT) {
+			err = fs.ErrNotExist
+		}
+		return nil, resolveError(unsafePath, what, dir, err)
+	}
+	var want unix.Stat_t
+	err = unix.Fstat(fd, &want)
+	unix.Close(fd)
+	if err != nil {
+		return nil, &PathError{Path: unsafePath, Err: &os.PathError{Op: "fstat", Path: rel, Err: err}}
+	}
+	top, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, &PathError{Path: unsafePath, Reason: "open " + what, Err: err}
+	}
+	defer top.Close()
+	r, err := top.OpenRoot(rel)
+	if err != nil {
+		return nil, &PathError{Path: unsafePath, Err: err}
+	}
+	fi, err := r.Stat(".")
+	if err != nil {
+		r.Close()
+		return nil, &PathError{Path: unsafePath, Err: err}
+	}
+	if st := fi.Sys().(*syscall.Stat_t); uint64(st.Dev) != uint64(want.Dev) || st.Ino != want.Ino {
+		r.Close()
+		return nil, notAllowed(unsafePath, "directory changed while it was opened")
+	}
+	return r, nil
+}

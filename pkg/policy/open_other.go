@@ -90,3 +90,21 @@ func openParentIn(unsafePath, dir, rel string) (*os.Root, string, error) {
 	}
 	return pdir, base, nil
 }
+
+func openDirIn(unsafePath, dir, rel string, create bool) (*os.Root, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, &PathError{Path: unsafePath, Reason: "open allowed directory", Err: err}
+	}
+	defer root.Close()
+	if create {
+		if err := root.MkdirAll(rel, 0o700); err != nil {
+			return nil, &PathError{Path: unsafePath, Err: err}
+		}
+	}
+	r, err := root.OpenRoot(rel)
+	if err != nil {
+		return nil, &PathError{Path: unsafePath, Err: err}
+	}
+	return r, nil
+}

@@ -94,6 +94,10 @@ type Policy struct {
 	AllowDevices bool
 	// GVisorCompat honours gVisor's dev.gvisor.tar.rootfs.upper annotation.
 	GVisorCompat bool
+	// AllowRegistries are the registry repository prefixes docker://
+	// locations must lie under (--allow-registry; CheckRegistry). Empty
+	// allows no registry.
+	AllowRegistries []string
 }
 
 // Default returns the policy with no flags given: DefaultAllowDir,
@@ -127,6 +131,9 @@ func (p *Policy) Validate() error {
 		if HasNamespace(d) {
 			return fmt.Errorf("policy: view directory %q: %s is only replaced in --allow-dir and --allow-registry values", d, NamespacePlaceholder)
 		}
+	}
+	if err := p.validateRegistries(); err != nil {
+		return err
 	}
 	for _, v := range p.ViewDirs {
 		for _, a := range p.AllowDirs {

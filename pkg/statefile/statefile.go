@@ -71,6 +71,13 @@ type Export struct {
 	Dest        string `json:"dest"`
 	Format      string `json:"format,omitempty"`
 	Compression string `json:"compression,omitempty"`
+	// For oci:/docker:// destinations, what the snapshot manifest's
+	// config records: the container's name and its base image (name and
+	// digest from the engine's annotations, or the chain of lower layers).
+	Container       string `json:"container,omitempty"`
+	BaseImage       string `json:"baseImage,omitempty"`
+	BaseImageDigest string `json:"baseImageDigest,omitempty"`
+	LowerChain      string `json:"lowerChain,omitempty"`
 }
 
 // View is a read-only view prepared for the container, with what is needed

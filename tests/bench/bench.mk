@@ -20,7 +20,7 @@ BENCH_FLAGS     ?=
 BENCH_QUICK_MAX_RATIO ?= 1.3
 BENCH_COMMIT    = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- pkg 2>/dev/null || echo -dirty)
 
-.PHONY: bench bench-quick bench-deps bench-tools bench-report
+.PHONY: bench bench-quick bench-deps bench-tools bench-report bench-registry
 
 bench-deps:
 	hack/deps.sh bench
@@ -43,3 +43,14 @@ bench-quick: bench-deps
 bench-report: bench-tools
 	$(BENCH_BIN)/ocisnap-bench -from-json $(BENCH_DIR)/results.json -notes $(BENCH_DIR)/notes.md \
 		-out $(BENCH_DIR)/results.md
+
+# Registry rows (docs/locations.md): restore from and export to a real
+# registry on loopback (the e2e fixture: docker-registry with TLS and
+# htpasswd) against a local file and against skopeo copy + bsdtar -x.
+# BENCH_REGISTRY_LARGE=1 adds the 2 GiB peak-RSS row.
+bench-registry:
+	hack/deps.sh test
+	OCISNAP_REGISTRY_BENCH=1 OCISNAP_REGISTRY_BENCH_RUNS=$(BENCH_RUNS) \
+		OCISNAP_REGISTRY_BENCH_LARGE=$(BENCH_REGISTRY_LARGE) \
+		OCISNAP_REGISTRY_BENCH_OUT=$(CURDIR)/$(BENCH_DIR)/registry-results.md \
+		$(GO) test -tags registrybench -count=1 -timeout 60m ./tests/e2e/ -run '^TestRegistryBench$$' -v

@@ -1,0 +1,144 @@
+package hooks
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/spf13/pflag"
+
+	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/ocistate"
+	"github.com/ocisnap/ocisnap/pkg/statefile"
+)
+
+// DefaultRegistryTimeout bounds the network operations of one hook run:
+// well under the kubelet's 2-minute runtime request timeout.
+const DefaultRegistryTimeout = 60 * time.Second
+
+// registerRegistryFlags adds the registry flags (docs/ocisnap-hook.8.md).
+// Credentials and CAs come only from the administrator's files: an
+// annotation names a repository, never what to authenticate with.
+func registerRegistryFlags(fs *pflag.FlagSet, cfg *Config) {
+	fs.StringArrayVar(&cfg.Policy.AllowRegistries, "allow-registry", cfg.Policy.AllowRegistries,
+		"registry repository prefix (host[:port]/path) docker:// locations must be under, on whole path components (repeatable; none by default)")
+	fs.StringVar(&cfg.Registry.AuthFile, "registry-auth-file", cfg.Registry.AuthFile,
+		"containers-auth.json(5) file of registry credentials (default: podman's lookup)")
+	fs.StringVar(&cfg.Registry.CertsDir, "registry-certs-dir", cfg.Registry.CertsDir,
+		"containers-certs.d(5) directory of registry CAs and client certificates")
+	fs.DurationVar(&cfg.RegistryTimeout, "registry-timeout", cfg.RegistryTimeout,
+		"bound on all registry operations of one hook run; an export that cannot be pushed in time is spooled")
+	fs.StringVar(&cfg.Registry.SpoolDir, "spool-dir", cfg.Registry.SpoolDir,
+		"root-only directory where exports to an unreachable registry wait for `ocisnap push --pending`")
+}
+
+// validateSpool refuses a spool directory that is relative or overlaps an
+// allowed or view directory: what waits there is root's, never reachable
+// by an annotation.
+func (c *Config) validateSpool() error {
+	if c.RegistryTimeout <= 0 {
+		return fmt.Errorf("--registry-timeout %v: must be positive", c.RegistryTimeout)
+	}
+	s := c.Registry.SpoolDir
+	if s == "" {
+		return nil
+	}
+	if !filepath.IsAbs(s) {
+		return fmt.Errorf("--spool-dir %q: not an absolute path", s)
+	}
+	s = filepath.Clean(s)
+	for _, set := range []struct {
+		flag string
+		dirs []string
+	}{{"--allow-dir", c.Policy.AllowDirs}, {"--allow-view-dir", c.Policy.ViewDirs}} {
+		for _, d := range set.dirs {
+			d = filepath.Clean(d)
+			if s == d || strings.HasPrefix(s, d+"/") || strings.HasPrefix(d, s+"/") {
+				return fmt.Errorf("--spool-dir %q and %s %q overlap: the spool must be outside every snapshot and view directory", s, set.flag, d)
+			}
+		}
+	}
+	return nil
+}
+
+func (h *hook) registryOpt() location.Option {
+	r := h.cfg.Registry
+	r.PushTimeout = h.cfg.RegistryTimeout
+	return location.WithRegistry(r)
+}
+
+// registryContext bounds a registry operation by --registry-timeout.
+func (h *hook) registryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, h.cfg.RegistryTimeout,
+		fmt.Errorf("registry operations took longer than --registry-timeout %v", h.cfg.RegistryTimeout))
+}
+
+// checkManifestDest refuses, at create time, an oci:/docker:// export
+// destination the policy does not allow (no network request is made).
+func (h *hook) checkManifestDest(dest string) error {
+	if _, err := location.ParseSink(dest, &h.cfg.Policy, h.registryOpt()); err != nil {
+		return err
+	}
+	if location.Kind(dest) != location.KindLayout {
+		return nil
+	}
+	// A layout is resolved now too, as a file's parent is: a symlink out
+	// of the allowed directory fails the start, not only the export.
+	dir, _, _ := location.ParseLayoutRef(dest)
+	root, err := h.cfg.Policy.OpenDir(dir, true)
+	if err != nil {
+		return fmt.Errorf("oci: layout %w", err)
+	}
+	return root.Close()
+}
+
+// Annotations the engines set with the container's image (docs/locations.md,
+// "The snapshot manifest").
+const (
+	annotationContainerdImage = "io.kubernetes.cri.image-name"
+	annotationCRIOImage       = "io.kubernetes.cri-o.ImageName"
+	annotationCRIOImageRef    = "io.kubernetes.cri-o.ImageRef"
+)
+
+// recordBase records what identifies the container's base image: the name
+// (and, from CRI-O, the digest) the engine annotates, and for every engine
+// the chain of lower layers — containers/storage names a pulled layer by
+// its chain id, the same on every node — as a digest of the layer ids.
+func recordBase(e *statefile.Export, c *ocistate.Container, lowers []string) {
+	a := c.Annotations()
+	e.Container = c.Name
+	e.BaseImage = a[annotationContainerdImage]
+	if e.BaseImage == "" {
+		e.BaseImage = a[annotationCRIOImage]
+	}
+	if ref := a[annotationCRIOImageRef]; strings.HasPrefix(ref, "sha256:") {
+		e.BaseImageDigest = ref
+	}
+	if len(lowers) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(lowers))
+	for _, l := range lowers {
+		if r, err := filepath.EvalSymlinks(l); err == nil {
+			l = r
+		}
+		// <storage>/overlay/<layer id>/diff
+		if filepath.Base(l) == "diff" {
+			l = filepath.Dir(l)
+		}
+		ids = append(ids, filepath.Base(l))
+	}
+	e.LowerChain = digest.FromString(strings.Join(ids, "\n")).String()
+}
+
+// snapshotInfo is what an oci:/docker:// export records in the config.
+func snapshotInfo(e *statefile.Export) location.Info {
+	in := location.Info{Format: e.Format, Compression: e.Compression, Container: e.Container}
+	if e.BaseImage != "" || e.BaseImageDigest != "" || e.LowerChain != "" {
+		in.Base = &location.BaseImage{Name: e.BaseImage, Digest: e.BaseImageDigest, LowerChain: e.LowerChain}
+	}
+	return in
+}

@@ -1,0 +1,531 @@
+package location
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocisnap/ocisnap/pkg/policy"
+)
+
+// A snapshot manifest in an OCI registry, named as containers-transports(5)
+// does: "docker://host[:port]/repo[:tag|@sha256:…]". The client is
+// go-containerregistry's remote package, chosen by measurement: it adds the
+// least start-up time to the hook, which runs for every container of a
+// node. Blobs stream both ways, are verified against their digests while
+// they stream (Snapshot.Each), are uploaded only when a HEAD says they are
+// missing, and the manifest goes last, so that the tag moves only once
+// every blob it references is stored (distribution-spec). Only https is
+// spoken, always verified (httpsOnly): go-containerregistry would fall back
+// to plain http for loopback and private addresses.
+
+// Registry says how registries are reached. Its zero value uses podman's
+// auth.json lookup (DefaultAuthFiles), DefaultCertsDir, and a temporary
+// staging directory removed after the push.
+type Registry struct {
+	// AuthFile is a containers-auth.json(5) file; "" is podman's lookup.
+	AuthFile string
+	// CertsDir is a containers-certs.d(5) directory; "" is DefaultCertsDir.
+	CertsDir string
+	// SpoolDir is where an export to a registry is staged, and kept when
+	// the registry cannot be reached, for PushPending (`ocisnap push
+	// --pending`). "" stages in a temporary directory and keeps nothing.
+	SpoolDir string
+	// Attempts bounds the tries of each upload (default 3); the caller's
+	// context bounds the time.
+	Attempts int
+	// PushTimeout, when positive, bounds the push of a Commit (the
+	// network part of an export; writing the staged layout is not
+	// bounded by it): past it the snapshot stays in the spool.
+	PushTimeout time.Duration
+}
+
+var (
+	// ErrAuth is wrapped when the registry refuses the credentials (or
+	// asks for some and none are configured).
+	ErrAuth = errors.New("location: registry authentication failed")
+	// ErrSpooled is wrapped by Commit's error when the snapshot could not
+	// be pushed and was kept in the spool, to be delivered later.
+	ErrSpooled = errors.New("location: registry unreachable, snapshot kept in the spool")
+)
+
+// dockerRef is a parsed docker:// location.
+type dockerRef struct {
+	ref  string // as given
+	host string
+	repo string
+	tag  string        // "" when pinned by digest
+	dgst digest.Digest // "" when by tag
+	reg  Registry
+	info
+}
+
+// reference is the tag or the digest.
+func (d *dockerRef) reference() string {
+	if d.dgst != "" {
+		return d.dgst.String()
+	}
+	return d.tag
+}
+
+// ParseDockerRef parses "docker://host[:port]/repo[:tag|@sha256:…]"; the
+// tag is DefaultTag when neither is given. The repository is
+// distribution-spec's: lower-case components of [a-z0-9] separated by
+// '.', '_', '__' or '-'s, joined by '/'.
+func ParseDockerRef(ref string) (host, repo, tag string, dgst digest.Digest, err error) {
+	bad := func() (string, string, string, digest.Digest, error) {
+		return "", "", "", "", fmt.Errorf("location %q: want docker://host[:port]/repo[:tag|@sha256:...]: %w", ref, ErrUnsupported)
+	}
+	rest, ok := strings.CutPrefix(ref, "docker://")
+	if !ok {
+		return bad()
+	}
+	host, path, ok := strings.Cut(rest, "/")
+	if !ok || host == "" || strings.ContainsAny(host, "@\x00 ") {
+		return bad()
+	}
+	if p, d, ok := strings.Cut(path, "@"); ok {
+		dgst = digest.Digest(d)
+		if dgst.Validate() != nil || dgst.Algorithm() != digest.SHA256 {
+			return bad()
+		}
+		path = p
+	} else if i := strings.LastIndexByte(path, ':'); i >= 0 {
+		path, tag = path[:i], path[i+1:]
+		if !validTag(tag) {
+			return bad()
+		}
+	} else {
+		tag = DefaultTag
+	}
+	if !validRepo(path) || !validHost(host) {
+		return bad()
+	}
+	return host, path, tag, dgst, nil
+}
+
+func validRepo(r string) bool {
+	if r == "" || len(r) > 255 {
+		return false
+	}
+	for _, comp := range strings.Split(r, "/") {
+		if comp == "" {
+			return false
+		}
+		for i := 0; i < len(comp); i++ {
+			c := comp[i]
+			alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+			sep := c == '.' || c == '_' || c == '-'
+			if !alnum && (!sep || i == 0 || i == len(comp)-1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validHost(h string) bool {
+	hostname, port, hasPort := strings.Cut(h, ":")
+	if hasPort {
+		if port == "" || len(port) > 5 {
+			return false
+		}
+		for i := 0; i < len(port); i++ {
+			if port[i] < '0' || port[i] > '9' {
+				return false
+			}
+		}
+	}
+	if hostname == "" {
+		return false
+	}
+	for i := 0; i < len(hostname); i++ {
+		c := hostname[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func parseDocker(ref string, p *policy.Policy, reg Registry, sink bool) (*dockerRef, error) {
+	host, repo, tag, dgst, err := ParseDockerRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	if sink && tag == "" {
+		return nil, fmt.Errorf("location %q: a snapshot is written under a tag, not a digest: %w", ref, ErrUnsupported)
+	}
+	if err := p.CheckRegistry(host + "/" + repo); err != nil {
+		return nil, err
+	}
+	return &dockerRef{ref: ref, host: host, repo: repo, tag: tag, dgst: dgst, reg: reg}, nil
+}
+
+func (d *dockerRef) String() string { return d.ref }
+
+// client is what reaches one repository.
+type client struct {
+	repo name.Repository
+	ref  string // for messages
+	opts []remote.Option
+}
+
+// newClient prepares the client of host/repo: TLS from certs.d, https
+// only, credentials from the auth file looked up for this repository (an
+// annotation names the repository, never the credentials). Nothing is sent
+// yet.
+func newClient(ctx context.Context, host, repo string, reg Registry) (*client, error) {
+	ref := "docker://" + host + "/" + repo
+	tlsCfg, err := tlsConfig(reg.CertsDir, host)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	cred, err := lookupCredential(reg.AuthFile, host, repo)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	r, err := name.NewRegistry(host)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, ErrUnsupported)
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       30 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	auth := authn.Anonymous
+	if cred != (credential{}) {
+		auth = authn.FromConfig(authn.AuthConfig{Username: cred.Username, Password: cred.Password, IdentityToken: cred.IdentityToken})
+	}
+	return &client{repo: r.Repo(repo), ref: ref, opts: []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithTransport(httpsOnly{tr}),
+		remote.WithAuth(auth),
+		remote.WithUserAgent("ocisnap"),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
+	}}, nil
+}
+
+// httpsOnly refuses every request that is not https: no downgrade to
+// plain http, whatever the address.
+type httpsOnly struct{ rt http.RoundTripper }
+
+func (h httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		return nil, fmt.Errorf("refusing plain %s to %s: registries are reached over verified TLS only", req.URL.Scheme, req.URL.Host)
+	}
+	return h.rt.RoundTrip(req)
+}
+
+// remoteErr names what failed and classifies it: authentication failures
+// wrap ErrAuth, a missing manifest or blob ErrNotFound. The library's
+// messages hold the method, the URL and the registry's error codes, never
+// the credentials.
+func remoteErr(ref, what string, err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%s: %s: %w (check the credentials for this registry in the registry auth file): %v", ref, what, ErrAuth, err)
+		case http.StatusNotFound:
+			return fmt.Errorf("%s: %s: %w: %v", ref, what, ErrNotFound, err)
+		}
+	}
+	return fmt.Errorf("%s: %s: %w", ref, what, err)
+}
+
+// Open fetches the manifest (by tag, or by digest without touching any
+// tag) and the config, verified; the layers stream from the registry when
+// Snapshot.Each reads them.
+func (d *dockerRef) Open(ctx context.Context) (*Snapshot, error) {
+	c, err := newClient(ctx, d.host, d.repo, d.reg)
+	if err != nil {
+		return nil, err
+	}
+	return c.open(ctx, d.ref, d.reference())
+}
+
+func (c *client) open(ctx context.Context, ref, reference string) (*Snapshot, error) {
+	var nref name.Reference = c.repo.Tag(reference)
+	if strings.HasPrefix(reference, "sha256:") {
+		nref = c.repo.Digest(reference)
+	}
+	rd, err := remote.Get(nref, c.opts...)
+	if err != nil {
+		return nil, remoteErr(ref, "fetch manifest", err)
+	}
+	desc := ocispec.Descriptor{MediaType: string(rd.MediaType), Digest: digest.Digest(rd.Digest.String()), Size: rd.Size}
+	if strings.HasPrefix(reference, "sha256:") && desc.Digest.String() != reference {
+		return nil, fmt.Errorf("%s: manifest %s: %w", ref, reference, ErrDigestMismatch)
+	}
+	// Verify the bytes against the digest, whatever the library did.
+	data, err := readVerified(bytes.NewReader(rd.Manifest), ocispec.Descriptor{Digest: desc.Digest, Size: int64(len(rd.Manifest))})
+	if err != nil {
+		return nil, fmt.Errorf("%s: manifest: %w", ref, err)
+	}
+	m, err := parseManifest(ref, data)
+	if err != nil {
+		return nil, err
+	}
+	crc, err := c.fetchBlob(m.Config)
+	if err != nil {
+		return nil, remoteErr(ref, "fetch config "+m.Config.Digest.String(), err)
+	}
+	cdata, err := readVerified(crc, m.Config)
+	crc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: config: %w", ref, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(cdata, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: config %s: %w", ref, m.Config.Digest, err)
+	}
+	snap := &Snapshot{Ref: ref, Digest: desc.Digest, Manifest: m, Config: &cfg}
+	for _, ld := range m.Layers {
+		snap.Layers = append(snap.Layers, Layer{Desc: ld, open: func(context.Context) (io.ReadCloser, error) {
+			rc, err := c.fetchBlob(ld)
+			if err != nil {
+				return nil, remoteErr(ref, "fetch layer "+ld.Digest.String(), err)
+			}
+			return rc, nil
+		}})
+	}
+	return snap, nil
+}
+
+// fetchBlob streams a blob (verified by the caller, Snapshot.Each).
+func (c *client) fetchBlob(d ocispec.Descriptor) (io.ReadCloser, error) {
+	l, err := remote.Layer(c.repo.Digest(d.Digest.String()), c.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return l.Compressed()
+}
+
+// Create stages the snapshot as an OCI layout in a spool entry (see
+// spool.go); Commit pushes it and removes the entry, or keeps it when the
+// push fails.
+func (d *dockerRef) Create(ctx context.Context) (Pending, error) {
+	e, err := newSpoolEntry(d.reg.SpoolDir, d.ref)
+	if err != nil {
+		return nil, err
+	}
+	lp, err := createLayout(e.root, d.ref, spoolTag, d.get())
+	if err != nil {
+		e.remove()
+		return nil, err
+	}
+	e.root = nil // lp owns it now
+	return &dockerPending{layoutPending: lp, ctx: ctx, d: d, e: e}, nil
+}
+
+type dockerPending struct {
+	*layoutPending
+	ctx context.Context
+	d   *dockerRef
+	e   *spoolEntry
+}
+
+// Commit stores the staged snapshot (a crash from here on leaves it in the
+// spool, whole), pushes it and drops the entry. A push that fails keeps the
+// entry when the sink has a spool (the error wraps ErrSpooled) and removes
+// it otherwise.
+func (p *dockerPending) Commit() error {
+	if err := p.layoutPending.Commit(); err != nil {
+		p.e.remove()
+		return err
+	}
+	ctx := p.ctx
+	if t := p.d.reg.PushTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("push took longer than %v", t))
+		defer cancel()
+	}
+	err := pushLayout(ctx, p.e.layoutDir(), p.d.host, p.d.repo, p.d.tag, p.d.reg)
+	if err == nil {
+		return p.e.remove()
+	}
+	if !p.e.keep {
+		p.e.remove()
+		return err
+	}
+	p.e.unlock()
+	return fmt.Errorf("%w (%s, delivered by `ocisnap push --pending`): %w", ErrSpooled, p.e.dir, err)
+}
+
+func (p *dockerPending) Abort() error {
+	err := p.layoutPending.Abort()
+	return errors.Join(err, p.e.remove())
+}
+
+// pushLayout pushes the snapshot tagged spoolTag in the layout dir to
+// host/repo:tag (the tag moved last).
+func pushLayout(ctx context.Context, dir, host, repo, tag string, reg Registry) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	snap, err := openLayout(root, dir, spoolTag)
+	if err != nil {
+		root.Close()
+		return err
+	}
+	defer snap.Close()
+	c, err := newClient(ctx, host, repo, reg)
+	if err != nil {
+		return err
+	}
+	return c.push(ctx, snap, func(d ocispec.Descriptor) (io.ReadCloser, error) { return openBlob(root, d) }, tag, reg.Attempts)
+}
+
+// blobLayer is a stored blob as go-containerregistry's v1.Layer (only
+// what an upload uses: digest, size, media type, the bytes).
+type blobLayer struct {
+	d    ocispec.Descriptor
+	open func(ocispec.Descriptor) (io.ReadCloser, error)
+}
+
+func (b blobLayer) Digest() (v1.Hash, error)             { return v1.NewHash(b.d.Digest.String()) }
+func (b blobLayer) DiffID() (v1.Hash, error)             { return v1.NewHash(b.d.Digest.String()) }
+func (b blobLayer) Compressed() (io.ReadCloser, error)   { return b.open(b.d) }
+func (b blobLayer) Uncompressed() (io.ReadCloser, error) { return b.open(b.d) }
+func (b blobLayer) Size() (int64, error)                 { return b.d.Size, nil }
+func (b blobLayer) MediaType() (types.MediaType, error)  { return types.MediaType(b.d.MediaType), nil }
+
+// rawManifest is a manifest's bytes as go-containerregistry's Taggable.
+type rawManifest struct {
+	data []byte
+	mt   string
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.data, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(r.mt), nil }
+
+// push uploads the blobs of snap (opened by open) — each HEADed first and
+// uploaded only when missing, retried with backoff up to attempts times
+// while ctx allows — then its manifest under tag.
+func (c *client) push(ctx context.Context, snap *Snapshot, open func(ocispec.Descriptor) (io.ReadCloser, error),
+	tag string, attempts int) error {
+	blobs := append([]ocispec.Descriptor{snap.Manifest.Config}, snap.Manifest.Layers...)
+	for _, b := range blobs {
+		err := retryPush(ctx, attempts, func() error {
+			if err := remote.WriteLayer(c.repo, blobLayer{d: b, open: open}, c.opts...); err != nil {
+				return remoteErr(c.ref, "push blob "+b.Digest.String(), err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// The manifest's bytes as stored, so that its digest stays the same.
+	rc, err := open(ocispec.Descriptor{Digest: snap.Digest})
+	if err != nil {
+		return err
+	}
+	mdata, err := io.ReadAll(io.LimitReader(rc, maxMetadataSize))
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	if digest.FromBytes(mdata) != snap.Digest {
+		return fmt.Errorf("%s: manifest %s: %w", c.ref, snap.Digest, ErrDigestMismatch)
+	}
+	return retryPush(ctx, attempts, func() error {
+		if err := remote.Put(c.repo.Tag(tag), rawManifest{data: mdata, mt: ocispec.MediaTypeImageManifest}, c.opts...); err != nil {
+			return remoteErr(c.ref, "push manifest", err)
+		}
+		return nil
+	})
+}
+
+// retryPush runs op up to attempts times (default 3), with backoff, while
+// ctx allows; an authentication failure is not retried.
+func retryPush(ctx context.Context, attempts int, op func() error) error {
+	if attempts <= 0 {
+		attempts = 3
+	}
+	wait := 500 * time.Millisecond
+	var err error
+	for i := range attempts {
+		if err = op(); err == nil || errors.Is(err, ErrAuth) || ctx.Err() != nil || i == attempts-1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	return err
+}
+
+// TagInfo is one tag of a repository (List).
+type TagInfo struct {
+	Tag     string
+	Digest  digest.Digest
+	Size    int64 // config and layers
+	Created time.Time
+	// Err is why the tag could not be described (not a snapshot, say).
+	Err error
+}
+
+// List returns the tags of the repository of a docker:// location (its
+// tag, if any, is ignored), each with its manifest's digest, size and
+// creation time, sorted by tag. The repository must be allowed by p.
+func List(ctx context.Context, ref string, p *policy.Policy, reg Registry) ([]TagInfo, error) {
+	d, err := parseDocker(ref, p, reg, false)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClient(ctx, d.host, d.repo, reg)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := remote.List(c.repo, c.opts...)
+	if err != nil {
+		return nil, remoteErr(ref, "list tags", err)
+	}
+	sort.Strings(tags)
+	out := make([]TagInfo, 0, len(tags))
+	for _, t := range tags {
+		ti := TagInfo{Tag: t}
+		snap, err := c.open(ctx, "docker://"+d.host+"/"+d.repo+":"+t, t)
+		if err != nil {
+			ti.Err = err
+		} else {
+			ti.Digest, ti.Created = snap.Digest, snap.Config.Created
+			ti.Size = snap.Manifest.Config.Size
+			for _, l := range snap.Manifest.Layers {
+				ti.Size += l.Size
+			}
+		}
+		out = append(out, ti)
+	}
+	return out, nil
+}

@@ -1,0 +1,175 @@
+package location
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The spool (docs/locations.md, "When the registry cannot be reached"):
+// every export to a registry is first staged as a complete OCI layout in an
+// entry of the spool directory — root's, mode 0700, outside every allowed
+// and view directory — together with the reference it goes to (never any
+// credential). A pushed entry is removed; one whose push failed stays, whole,
+// until PushPending delivers it. An entry is flocked while it is written or
+// pushed.
+
+// DefaultSpoolDir is root's spool of undelivered registry exports.
+const DefaultSpoolDir = "/var/lib/ocisnap-spool"
+
+// spoolTag is the tag of the staged snapshot in an entry's layout.
+const spoolTag = "pending"
+
+const spoolTarget = "target.json"
+
+type spoolEntry struct {
+	dir  string
+	root *os.Root // the entry's layout, until handed to createLayout
+	lock *os.File // the entry directory, flocked
+	keep bool     // a spool entry (kept on failure), not a temporary one
+}
+
+type spoolTargetFile struct {
+	Ref     string    `json:"ref"`
+	Created time.Time `json:"created"`
+}
+
+func (e *spoolEntry) layoutDir() string { return filepath.Join(e.dir, "layout") }
+
+func newSpoolEntry(spoolDir, ref string) (*spoolEntry, error) {
+	e := &spoolEntry{}
+	var err error
+	if spoolDir == "" {
+		e.dir, err = os.MkdirTemp("", "ocisnap-push-")
+	} else {
+		if err = os.MkdirAll(spoolDir, 0o700); err == nil {
+			err = os.Chmod(spoolDir, 0o700)
+		}
+		if err == nil {
+			e.dir, err = os.MkdirTemp(spoolDir, time.Now().UTC().Format("20060102T150405Z")+"-")
+			e.keep = true
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: staging directory: %w", ref, err)
+	}
+	fail := func(err error) (*spoolEntry, error) {
+		e.remove()
+		return nil, fmt.Errorf("%s: staging directory %s: %w", ref, e.dir, err)
+	}
+	if e.lock, err = os.Open(e.dir); err != nil {
+		return fail(err)
+	}
+	if err := flock(e.lock, lockEx); err != nil {
+		return fail(err)
+	}
+	tj, _ := json.Marshal(spoolTargetFile{Ref: ref, Created: time.Now().UTC()})
+	if err := os.WriteFile(filepath.Join(e.dir, spoolTarget), tj, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Mkdir(e.layoutDir(), 0o700); err != nil {
+		return fail(err)
+	}
+	if e.root, err = os.OpenRoot(e.layoutDir()); err != nil {
+		return fail(err)
+	}
+	return e, nil
+}
+
+func (e *spoolEntry) unlock() {
+	if e.lock != nil {
+		e.lock.Close()
+		e.lock = nil
+	}
+}
+
+func (e *spoolEntry) remove() error {
+	if e.root != nil {
+		e.root.Close()
+		e.root = nil
+	}
+	err := os.RemoveAll(e.dir)
+	e.unlock()
+	if err != nil {
+		return fmt.Errorf("remove staging directory %s: %w", e.dir, err)
+	}
+	return nil
+}
+
+// Pending is one undelivered export in the spool.
+type PendingPush struct {
+	Dir     string // the entry
+	Ref     string // where it goes
+	Created time.Time
+	Err     error // of its delivery, by PushPending
+}
+
+// PushPending delivers every complete entry of spoolDir that no live writer
+// holds, oldest first, removing each one once pushed; entries a dead
+// writer left incomplete are removed. It returns the entries it tried,
+// each with its delivery error (nil: delivered), and an error only for a
+// spool it could not read. A missing spool is empty.
+func PushPending(ctx context.Context, spoolDir string, reg Registry) ([]PendingPush, error) {
+	ents, err := os.ReadDir(spoolDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names) // the names start with their creation time
+	var out []PendingPush
+	for _, n := range names {
+		pp, tried := pushEntry(ctx, filepath.Join(spoolDir, n), reg)
+		if tried {
+			out = append(out, pp)
+		}
+	}
+	return out, nil
+}
+
+func pushEntry(ctx context.Context, dir string, reg Registry) (PendingPush, bool) {
+	pp := PendingPush{Dir: dir}
+	lock, err := os.Open(dir)
+	if err != nil {
+		return pp, false
+	}
+	defer lock.Close()
+	if err := flock(lock, lockExNB); err != nil {
+		return pp, false // a live writer or pusher
+	}
+	e := &spoolEntry{dir: dir, keep: true}
+	data, err := os.ReadFile(filepath.Join(dir, spoolTarget))
+	var t spoolTargetFile
+	if err == nil {
+		err = json.Unmarshal(data, &t)
+	}
+	if _, ierr := os.Stat(filepath.Join(e.layoutDir(), "index.json")); err != nil || ierr != nil {
+		// A writer died before its commit: nothing to deliver.
+		e.remove()
+		return pp, false
+	}
+	pp.Ref, pp.Created = t.Ref, t.Created
+	host, repo, tag, _, err := ParseDockerRef(t.Ref)
+	if err != nil || tag == "" {
+		pp.Err = fmt.Errorf("spool entry %s: bad target %q", dir, t.Ref)
+		return pp, true
+	}
+	if pp.Err = pushLayout(ctx, e.layoutDir(), host, repo, tag, reg); pp.Err == nil {
+		pp.Err = e.remove()
+	}
+	return pp, true
+}
