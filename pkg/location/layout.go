@@ -450,11 +450,13 @@ func (p *layoutPending) commit() error {
 }
 
 // tagLayout points tag at desc in index.json, replacing the file
-// atomically under an exclusive flock of the layout directory, so that
-// concurrent writers of one layout (other tags, or the same) each leave a
-// whole index; the last commit of a tag wins.
+// atomically while it holds an exclusive flock of the layout's blobs
+// directory, so that concurrent writers of one layout (other tags, or the
+// same) each leave a whole index; the last commit of a tag wins. (Not the
+// layout directory itself: atomicfile locks that one for each rename in it.
+// The blobs directory exists in every layout and adds no file to it.)
 func tagLayout(root *os.Root, tag string, desc ocispec.Descriptor) error {
-	d, err := root.Open(".")
+	d, err := root.Open("blobs")
 	if err != nil {
 		return err
 	}
