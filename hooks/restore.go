@@ -25,7 +25,7 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref string) e
 	}
 	rc, err := src.Open(ctx)
 	if err != nil {
-		return err
+		return missing("snapshot", ref, err)
 	}
 	defer rc.Close()
 	root, err := os.OpenFile(c.Rootfs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
