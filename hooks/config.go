@@ -4,10 +4,14 @@
 package hooks
 
 import (
+	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
 
+	"github.com/ocisnap/ocisnap/pkg/failurelog"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -16,6 +20,10 @@ import (
 type Config struct {
 	Policy   policy.Policy
 	StateDir string
+	// StatusDir is the failure log that `ocisnap status` lists
+	// (package failurelog): persistent, root-only, outside every allowed
+	// and view directory (CheckStatusDir).
+	StatusDir string
 	// StrictExport makes a failed export fail the hook (and so runc's
 	// delete). Off by default: a poststop failure would abort the
 	// runtime's remaining poststop hooks.
@@ -38,12 +46,14 @@ type Config struct {
 func DefaultConfig() Config {
 	cfg := Config{
 		Policy:   policy.Default(),
-		StateDir: statefile.DefaultDir,
-		Logger:   slog.Default(),
+		StateDir:  statefile.DefaultDir,
+		StatusDir: failurelog.DefaultDir,
+		Logger:    slog.Default(),
 	}
 	if uid, rootless := hostUID(); rootless {
 		state, allow, views := userDefaults(uid)
 		cfg.StateDir = state
+		cfg.StatusDir = filepath.Join(filepath.Dir(allow), "ocisnap-status")
 		cfg.Policy.AllowDirs = []string{allow}
 		cfg.Policy.ViewDirs = []string{views}
 	}
@@ -63,6 +73,32 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.Policy.GVisorCompat, "gvisor-compat", cfg.Policy.GVisorCompat,
 		"honour gVisor's dev.gvisor.tar.rootfs.upper annotation like io.ocisnap.restore")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
+	fs.StringVar(&cfg.StatusDir, "status-dir", cfg.StatusDir,
+		"directory of the failure records `ocisnap status` lists (persistent; outside every --allow-dir and --allow-view-dir)")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
+}
+
+// CheckStatusDir refuses a --status-dir that is relative, or that is, is
+// inside or holds an allowed or view directory: an export or a view source
+// named by an annotation could then replace or forge the failure records
+// an operator reads.
+func (c *Config) CheckStatusDir() error {
+	d := c.StatusDir
+	if !filepath.IsAbs(d) {
+		return fmt.Errorf("--status-dir %q: not an absolute path", d)
+	}
+	d = filepath.Clean(d)
+	for _, o := range append(append([]string(nil), c.Policy.AllowDirs...), c.Policy.ViewDirs...) {
+		o = filepath.Clean(o)
+		if within(d, o) || within(o, d) {
+			return fmt.Errorf("--status-dir %s overlaps %s, an allowed or view directory: the failure records must be out of annotations' reach", d, o)
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or below it (both clean).
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }

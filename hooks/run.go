@@ -10,6 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocisnap/ocisnap/pkg/failurelog"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
@@ -155,6 +156,7 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 		}
 	} else if err != nil {
 		h.log.Error("unreadable state; nothing released or exported (see ocisnap gc)", "err", err)
+		h.recordFailure(failurelog.Record{Kind: failurelog.KindState, Container: st.ID}, err)
 		return h.strict(err)
 	}
 	keep := false
@@ -163,13 +165,17 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 			// The stubs may still be in the upper; the export below
 			// excludes them by path anyway.
 			h.log.Error("view release failed; kept for ocisnap gc", "annotation", KeyView, "err", err)
+			h.recordFailure(failurelog.Record{Kind: failurelog.KindReleaseView, Container: rec.ID, Name: rec.Name,
+				Annotation: KeyView, Dest: viewSource(rec)}, err)
 			keep = true
 		}
 	}
 	if rec.Export != nil {
 		if err := h.export(ctx, rec); err != nil {
+			h.log.Error("export failed; the previous snapshot is untouched", "annotation", KeyExport, "dest", rec.Export.Dest, "err", err)
+			h.recordFailure(failurelog.Record{Kind: failurelog.KindExport, Container: rec.ID, Name: rec.Name,
+				Annotation: KeyExport, Dest: rec.Export.Dest}, err)
 			err = fmt.Errorf("%s=%s: %w", KeyExport, rec.Export.Dest, err)
-			h.log.Error("export failed; the previous snapshot is untouched", "err", err)
 			if h.cfg.StrictExport {
 				return err
 			}

@@ -101,6 +101,7 @@ func newRoot(a *app) *cobra.Command {
 		newConvertCmd(a),
 		newHooksCmd(a),
 		newGCCmd(a),
+		newStatusCmd(a),
 		newVersionCmd(a),
 	)
 	return root
