@@ -45,7 +45,7 @@ type Config struct {
 // $XDG_RUNTIME_DIR/ocisnap.
 func DefaultConfig() Config {
 	cfg := Config{
-		Policy:   policy.Default(),
+		Policy:    policy.Default(),
 		StateDir:  statefile.DefaultDir,
 		StatusDir: failurelog.DefaultDir,
 		Logger:    slog.Default(),
