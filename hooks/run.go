@@ -50,6 +50,9 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader) error {
 	}
 	log := cfg.Logger.With("container", st.ID, "stage", stage)
 	h := &hook{cfg: &cfg, log: log, state: sd}
+	// Whatever this run does, it then reclaims a few containers that are
+	// gone without a poststop.
+	defer h.reclaimGone(ctx, st.ID)
 	switch stage {
 	case StagePoststop:
 		err = h.poststop(ctx, st)
@@ -148,6 +151,13 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 // and --log-file) and whatever could not be released stays recorded for
 // `ocisnap gc`.
 func (h *hook) poststop(ctx context.Context, st *specs.State) error {
+	// Shared: poststops run side by side, but no gc or reclaim releases
+	// this record under this one.
+	if unlock, err := h.state.Lock(ctx, false, true); err != nil {
+		h.log.Warn("poststop without the state lock", "err", err)
+	} else {
+		defer unlock()
+	}
 	rec, err := h.state.Read(st.ID)
 	if errors.Is(err, fs.ErrNotExist) {
 		rec, err = h.recoverRecord(st)
