@@ -74,7 +74,7 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 		"honour gVisor's dev.gvisor.tar.rootfs.upper annotation like io.ocisnap.restore")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
 	fs.StringVar(&cfg.StatusDir, "status-dir", cfg.StatusDir,
-		"directory of the failure records `ocisnap status` lists (persistent; outside every --allow-dir and --allow-view-dir)")
+		"directory of the failure records that ocisnap status lists (persistent; outside every --allow-dir and --allow-view-dir)")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
 }
