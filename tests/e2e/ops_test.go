@@ -192,3 +192,44 @@ func mountsUnder(t testing.TB, dir string) []string {
 	}
 	return out
 }
+
+// TestCLIExportByPodmanName: `ocisnap export NAME` with a podman
+// container's name resolves it through podman (its configuration from the
+// environment, here this test's storage); a name nobody knows says to give
+// the container's id.
+func TestCLIExportByPodmanName(t *testing.T) {
+	p := newPodman(t, hooksDir)
+	img := p.testImage()
+	name := "ocisnap-e2e-named"
+	id := p.run("run", "-d", "--network=none", "--name", name, img, "sh", "-c", "echo mine > /mine; exec sleep 1000")
+	runcCleanup(t, id)
+	waitFor(t, "the container to write /mine", func() bool {
+		_, err := os.Stat(filepath.Join(p.upperDir(id), "mine"))
+		return err == nil
+	})
+	storageConf := filepath.Join(p.dir, "storage.conf")
+	must(t, os.WriteFile(storageConf, []byte(`[storage]
+driver = "overlay"
+graphroot = "`+filepath.Join(p.dir, "storage")+`"
+runroot = "`+filepath.Join(p.dir, "run")+`"
+`), 0o644))
+	cli := func(args ...string) (string, string, error) {
+		cmd := exec.Command(cliBin, args...)
+		cmd.Env = append(p.env, "CONTAINERS_STORAGE_CONF="+storageConf)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	snap := filepath.Join(t.TempDir(), "named.tar")
+	if _, stderr, err := cli("export", name, "-o", snap); err != nil {
+		t.Fatalf("ocisnap export %s: %v\n%s", name, err, stderr)
+	}
+	if readTarHeaders(t, snap)["./mine"] == nil {
+		t.Errorf("the export of %s lacks the container's /mine", name)
+	}
+	_, stderr, err := cli("export", "no-such-name", "-o", filepath.Join(t.TempDir(), "x.tar"))
+	if err == nil || !strings.Contains(stderr, "give the container's id") || !strings.Contains(stderr, "no-such-name") {
+		t.Errorf("an unknown name: %v\n%s", err, stderr)
+	}
+}
