@@ -37,6 +37,10 @@ const (
 func (h *hook) reclaimGone(ctx context.Context, self string) {
 	ctx, cancel := context.WithTimeout(ctx, reclaimTimeout)
 	defer cancel()
+	ids := reclaimCandidates(h.state, self, time.Now().Add(-reclaimAge))
+	if len(ids) == 0 {
+		return // the common case: no lock taken, nothing touched
+	}
 	unlock, err := h.state.Lock(ctx, true, false)
 	if err != nil {
 		if !errors.Is(err, statefile.ErrLocked) {
@@ -45,7 +49,6 @@ func (h *hook) reclaimGone(ctx context.Context, self string) {
 		return
 	}
 	defer unlock()
-	ids := reclaimCandidates(h.state, self, time.Now().Add(-reclaimAge))
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	done := 0
 	for _, id := range ids[:min(len(ids), reclaimCheck)] {
