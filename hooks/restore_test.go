@@ -94,3 +94,21 @@ func TestRestoreMissingSource(t *testing.T) {
 		t.Errorf("restore outside the allowed directories: %v", err)
 	}
 }
+
+// TestMissingViewSource: a file: view source that does not exist reads
+// "view source "<abs path>" does not exist"; an error about another path
+// (a bind source inside the view, say) is left as it is.
+func TestMissingViewSource(t *testing.T) {
+	views := t.TempDir()
+	p := policy.Policy{AllowDirs: []string{t.TempDir()}, ViewDirs: []string{views}}
+	src := views + "/boot.erofs"
+	_, err := p.OpenViewFile(src)
+	err = missing("view source", src, err)
+	if want := fmt.Sprintf("view source %q does not exist", src); err == nil || err.Error() != want || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("got %v, want %q", err, want)
+	}
+	_, err = p.OpenViewFile(src)
+	if got := missing("view source", views+"/other.erofs", err); got != err {
+		t.Errorf("an error about another path was reworded: %v", got)
+	}
+}
