@@ -51,8 +51,12 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader) error {
 	log := cfg.Logger.With("container", st.ID, "stage", stage)
 	h := &hook{cfg: &cfg, log: log, state: sd}
 	// Whatever this run does, it then reclaims a few containers that are
-	// gone without a poststop.
-	defer h.reclaimGone(ctx, st.ID)
+	// gone without a poststop: only from the runtime's namespaces, where
+	// their views are mounted (a createContainer hook runs in the new
+	// container's mount namespace, where an unmount would not reach them).
+	if stage != StageCreateContainer {
+		defer h.reclaimGone(ctx, st.ID)
+	}
 	switch stage {
 	case StagePoststop:
 		err = h.poststop(ctx, st)
