@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -156,8 +157,12 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 // `ocisnap gc`.
 func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 	// Shared: poststops run side by side, but no gc or reclaim releases
-	// this record under this one.
-	if unlock, err := h.state.Lock(ctx, false, true); err != nil {
+	// this record under this one. A gc stuck holding it delays the export
+	// by at most poststopLockWait.
+	lctx, cancel := context.WithTimeout(ctx, poststopLockWait)
+	unlock, err := h.state.Lock(lctx, false, true)
+	cancel()
+	if err != nil {
 		h.log.Warn("poststop without the state lock", "err", err)
 	} else {
 		defer unlock()
@@ -207,6 +212,9 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 	}
 	return nil
 }
+
+// poststopLockWait bounds a poststop's wait for the state lock.
+const poststopLockWait = 30 * time.Second
 
 // strict returns err when --strict-export is set, else nil (err was logged).
 func (h *hook) strict(err error) error {
