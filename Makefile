@@ -19,7 +19,8 @@ NRIPLUGINDIR ?= $(if $(DESTDIR),/opt/nri/plugins)
 # and view directory (its --allow-view-dir default).
 SNAPDIR    ?= /var/lib/ocisnap
 VIEWDIR    ?= /var/lib/ocisnap-views
-GO         ?= go
+# Go: from PATH, else the README's /usr/local/go.
+GO         ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 VERSION    := $(shell cat VERSION)
 COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -63,6 +64,12 @@ install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 	if [ -d docs/man ] && ls docs/man/*.[0-9] >/dev/null 2>&1; then \
 		for m in docs/man/*.[0-9]; do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done; \
 	fi
+	@echo "installed the hooks.d file $(DESTDIR)$(HOOKSJSON)/ocisnap.json (hook: $(HOOKDIR)/ocisnap-hook)"
+	@case "$(HOOKSJSON)" in /usr/share/containers/oci/hooks.d|/etc/containers/oci/hooks.d) ;; *) \
+		echo "note: podman and CRI-O do not look in $(HOOKSJSON) (they read /usr/share/containers/oci/hooks.d"; \
+		echo "      and /etc/containers/oci/hooks.d). Point podman at it: podman --hooks-dir $(HOOKSJSON) run ...,"; \
+		echo "      or set hooks_dir = [\"$(HOOKSJSON)\"] under [engine] in /etc/containers/containers.conf"; \
+		echo "      (CRI-O: hooks_dir in crio.conf), or install with: make install PREFIX=/usr" ;; esac
 
 uninstall:
 	rm -f $(DESTDIR)$(HOOKDIR)/ocisnap-hook $(DESTDIR)$(BINDIR)/ocisnap $(DESTDIR)$(HOOKSJSON)/ocisnap.json
@@ -101,8 +108,9 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
+# demo.sh checks for Go first (and says where to get it), then installs
+# runc, podman and busybox if missing.
 demo:
-	hack/deps.sh demo
 	hack/demo.sh
 
 clean:

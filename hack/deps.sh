@@ -5,8 +5,8 @@ set -euo pipefail
 want=(runc podman busybox tar)
 pkgs=(runc podman busybox-static tar)
 case "${1:-test}" in
-  test)    want+=(mkfs.erofs mksquashfs bsdtar getfattr go-md2man script newuidmap python3 docker-registry htpasswd skopeo)
-           pkgs+=(erofs-utils squashfs-tools libarchive-tools attr go-md2man bsdutils uidmap python3 docker-registry apache2-utils skopeo) ;;
+  test)    want+=(mkfs.erofs mksquashfs bsdtar getfattr go-md2man script newuidmap python3 docker-registry htpasswd skopeo chattr mkfs.ext4)
+           pkgs+=(erofs-utils squashfs-tools libarchive-tools attr go-md2man bsdutils uidmap python3 docker-registry apache2-utils skopeo e2fsprogs e2fsprogs) ;;
   package) want+=(go-md2man rpmbuild rpmlint dpkg-buildpackage lintian dh)
            pkgs+=(go-md2man rpm rpmlint dpkg-dev lintian debhelper) ;;
   bench)   want+=(bsdtar strace mkfs.ext4 losetup /usr/bin/time findmnt)

@@ -4,12 +4,15 @@
 package hooks
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/ocisnap/ocisnap/pkg/failurelog"
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/policy"
@@ -20,6 +23,10 @@ import (
 type Config struct {
 	Policy   policy.Policy
 	StateDir string
+	// StatusDir is the failure log that `ocisnap status` lists
+	// (package failurelog): persistent, root-only, outside every allowed
+	// and view directory (CheckStatusDir).
+	StatusDir string
 	// StrictExport makes a failed export fail the hook (and so runc's
 	// delete). Off by default: a poststop failure would abort the
 	// runtime's remaining poststop hooks.
@@ -55,6 +62,7 @@ func DefaultConfig() Config {
 	cfg := Config{
 		Policy:       policy.Default(),
 		StateDir:     statefile.DefaultDir,
+		StatusDir:    failurelog.DefaultDir,
 		IdentityFrom: ocistate.IdentityEngine,
 		Logger:       slog.Default(),
 		Registry:     location.Registry{SpoolDir: location.DefaultSpoolDir, CertsDir: location.DefaultCertsDir},
@@ -64,6 +72,7 @@ func DefaultConfig() Config {
 	if uid, rootless := hostUID(); rootless {
 		state, allow, views := userDefaults(uid)
 		cfg.StateDir = state
+		cfg.StatusDir = filepath.Join(filepath.Dir(allow), "ocisnap-status")
 		cfg.Policy.AllowDirs = []string{allow}
 		cfg.Policy.ViewDirs = []string{views}
 		cfg.Registry.SpoolDir = filepath.Join(filepath.Dir(allow), "ocisnap-spool")
@@ -86,7 +95,33 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.IdentityFrom, "identity-from", cfg.IdentityFrom,
 		"where the Kubernetes namespace for {namespace} in --allow-dir comes from: engine (containerd's or CRI-O's own key) or nri (ocisnap-nri's stamp)")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
+	fs.StringVar(&cfg.StatusDir, "status-dir", cfg.StatusDir,
+		"directory of the failure records that ocisnap status lists (persistent; outside every --allow-dir and --allow-view-dir)")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
 	registerRegistryFlags(fs, cfg)
+}
+
+// CheckStatusDir refuses a --status-dir that is relative, or that is, is
+// inside or holds an allowed or view directory: an export or a view source
+// named by an annotation could then replace or forge the failure records
+// an operator reads.
+func (c *Config) CheckStatusDir() error {
+	d := c.StatusDir
+	if !filepath.IsAbs(d) {
+		return fmt.Errorf("--status-dir %q: not an absolute path", d)
+	}
+	d = filepath.Clean(d)
+	for _, o := range append(append([]string(nil), c.Policy.AllowDirs...), c.Policy.ViewDirs...) {
+		o = filepath.Clean(o)
+		if within(d, o) || within(o, d) {
+			return fmt.Errorf("--status-dir %s overlaps %s, an allowed or view directory: the failure records must be out of annotations' reach", d, o)
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or below it (both clean).
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -56,5 +57,37 @@ func TestViewDirFlag(t *testing.T) {
 	cfg = parse("--allow-dir", "/srv", "--allow-view-dir", "/srv/views")
 	if err := cfg.Policy.Validate(); !errors.Is(err, policy.ErrOverlap) {
 		t.Errorf("overlap: %v", err)
+	}
+}
+
+// TestStatusDirChecked: the hook refuses a --status-dir that is relative,
+// or that is, holds or is inside an allowed or view directory (an
+// annotation could then write the failure records); the defaults pass.
+func TestStatusDirChecked(t *testing.T) {
+	base := []string{"--allow-dir", "/srv/snaps", "--allow-view-dir", "/srv/views"}
+	for _, tc := range []struct {
+		dir string
+		ok  bool
+	}{
+		{"/var/lib/ocisnap-status", true},
+		{"/srv/status", true},
+		{"/srv/snaps-status", true},
+		{"relative", false},
+		{"/srv/snaps", false},
+		{"/srv/snaps/status", false},
+		{"/srv/views/./status/", false},
+		{"/srv", false},
+	} {
+		cl := NewCommandLine()
+		err := cl.Parse(append(append([]string(nil), base...), "--status-dir", tc.dir))
+		if (err == nil) != tc.ok {
+			t.Errorf("--status-dir %s: %v, want ok %v", tc.dir, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--status-dir") {
+			t.Errorf("--status-dir %s: %v does not name the flag", tc.dir, err)
+		}
+	}
+	if err := NewCommandLine().Parse(nil); err != nil {
+		t.Errorf("defaults: %v", err)
 	}
 }

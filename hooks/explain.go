@@ -7,6 +7,9 @@ package hooks
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -36,7 +39,8 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		rest = args[1:]
 	}
 	if err := cl.Parse(rest); err != nil {
-		return []Action{{Stage: stage, Action: "error", Problem: "hook arguments: " + err.Error() + " (the hook exits 2)"}}
+		return []Action{{Stage: stage, Action: "error", Detail: "the hook refuses its arguments",
+			Problem: "hook arguments: " + err.Error() + " (the hook exits 2)"}}
 	}
 	cfg := cl.Config
 	status := map[string]specs.ContainerState{
@@ -47,7 +51,7 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 	st := &specs.State{Status: status, Annotations: annotations}
 	acting, err := stageOf(cfg.Stage, st)
 	if err != nil {
-		return []Action{{Stage: stage, Action: "error", Problem: err.Error()}}
+		return []Action{{Stage: stage, Action: "error", Detail: "the hook cannot act in this stage", Problem: err.Error()}}
 	}
 	if !relevant(annotations, &cfg) {
 		return []Action{{Stage: acting, Action: "none", Detail: "no annotation asks anything of ocisnap; the hook exits at once"}}
@@ -61,7 +65,11 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 	cfg.Policy = cfg.Policy.Scoped(ns)
 	req, err := parseRequest(c, &cfg)
 	if err != nil {
-		return []Action{{Stage: acting, Action: "error", Problem: err.Error() + " (the container fails to start)"}}
+		return []Action{{Stage: acting, Action: "error", Detail: "the hook refuses the annotations",
+			Problem: err.Error() + " (refused at create time: the container does not start)"}}
+	}
+	if req.empty() {
+		return []Action{{Stage: acting, Action: "none", Detail: nothingFor(annotations, name)}}
 	}
 	check := func(p string) string {
 		if location.HoldsManifest(p) {
@@ -119,4 +127,29 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		out = append(out, a)
 	}
 	return out
+}
+
+// nothingFor says why annotations that reach the hook ask nothing of it
+// for a container called name: their keys are per-container keys of other
+// containers (or of a named container, for one without a name).
+func nothingFor(annotations map[string]string, name string) string {
+	var others []string
+	for _, k := range slices.Sorted(maps.Keys(annotations)) {
+		rest, ok := strings.CutPrefix(k, keyPrefix)
+		if !ok {
+			continue
+		}
+		if _, suffix, per := strings.Cut(rest, "."); per && suffix != name {
+			others = append(others, fmt.Sprintf("%s is for container %q", k, suffix))
+		}
+	}
+	this := "this container has no name (set " + ocistate.AnnotationContainerdName + " or " +
+		ocistate.AnnotationCRIOName + " to see a pod's container)"
+	if name != "" {
+		this = fmt.Sprintf("this container is %q", name)
+	}
+	if len(others) == 0 {
+		return "nothing to do for these annotations; the hook exits at once"
+	}
+	return "the hook runs and does nothing: " + strings.Join(others, ", ") + "; " + this
 }

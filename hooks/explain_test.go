@@ -48,6 +48,10 @@ func TestExplain(t *testing.T) {
 		{"export into the view dir", args, "poststop", map[string]string{KeyExport: "/var/lib/ocisnap-views/boot.erofs"}, []string{"export:problem"}},
 		{"overlapping dirs", append(args, "--allow-view-dir", "/var/lib/ocisnap/views"), "createRuntime",
 			map[string]string{KeyExport: snap}, []string{"error:problem"}},
+		{"another container's key", args, "createRuntime", map[string]string{KeyRestore + ".web": snap}, []string{"none"}},
+		{"another container's key, named", args, "poststop",
+			map[string]string{KeyExport + ".web": snap, "io.kubernetes.container.name": "db"}, []string{"none"}},
+		{"list with ;", args, "createRuntime", map[string]string{KeyView: "image", KeyViewBinds: "a:/a;b:/b"}, []string{"view"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acts := Explain(tc.args, tc.stage, tc.ann)
@@ -61,6 +65,18 @@ func TestExplain(t *testing.T) {
 			}
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 				t.Fatalf("got %v (%+v), want %v", got, acts, tc.want)
+			}
+			for _, a := range acts {
+				if a.Detail == "" {
+					t.Errorf("%s: no detail: %+v", a.Action, a)
+				}
+			}
+			if strings.HasPrefix(tc.name, "another container's key") &&
+				(!strings.Contains(acts[0].Detail, `is for container "web"`) || !strings.Contains(acts[0].Detail, "the hook runs and does nothing")) {
+				t.Errorf("another container's key not explained: %+v", acts[0])
+			}
+			if tc.name == "list with ;" && !strings.Contains(acts[0].Detail, "bind a -> /a, bind b -> /b") {
+				t.Errorf("';' list: %+v", acts[0])
 			}
 			if tc.name == "per-container key" && !strings.Contains(acts[0].Detail, snap) {
 				t.Fatalf("per-container key not used: %+v", acts[0])

@@ -61,6 +61,7 @@ func (h *hook) ensureDefaultAllowDir() {
 func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record, error) {
 	rec := &statefile.Record{
 		ID:                c.State.ID,
+		Name:              c.Name,
 		Pid:               c.State.Pid,
 		Bundle:            c.State.Bundle,
 		Rootfs:            c.Rootfs,

@@ -112,6 +112,7 @@ func testPoststopKeepsFilesBesideBinds(t *testing.T, old bool) {
 	allow := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.StateDir = t.TempDir()
+	cfg.StatusDir = t.TempDir()
 	cfg.Policy.AllowDirs = []string{allow}
 	var log bytes.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))

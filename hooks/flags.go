@@ -3,6 +3,7 @@ package hooks
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -20,9 +21,13 @@ type CommandLine struct {
 	// Config starts as DefaultConfig; the administrator's flags
 	// (RegisterFlags) and the stage argument change it.
 	Config Config
-	// LogFile and LogLevel are for internal/logging.New: a JSON log file
+	// LogFile and LogLevel are for internal/logging.Open: a JSON log file
 	// (none by default) and the stderr level (warn by default).
 	LogFile, LogLevel string
+	// LogTarget is the default log (--log): auto (the system log through
+	// /dev/log when there is one, else DefaultLogFile), syslog, none, or a
+	// file.
+	LogTarget string
 	// Version asks for the version and nothing else.
 	Version bool
 }
@@ -39,6 +44,8 @@ func NewCommandLine() *CommandLine {
 	RegisterFlags(fs, &c.Config)
 	fs.StringVar(&c.LogFile, "log-file", "", "also append log records (JSON) to this file")
 	fs.StringVar(&c.LogLevel, "log-level", "warn", "stderr log level: debug, info, warn, error")
+	fs.StringVar(&c.LogTarget, "log", "auto", "where info and above also go: auto (journald/syslog through /dev/log, else "+
+		DefaultLogFile+", rotated at 1 MiB), syslog, none, or an absolute file path (rotated)")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	c.Flags = fs
 	return c
@@ -70,5 +77,21 @@ func (c *CommandLine) Parse(args []string) error {
 	if err := c.Config.Policy.Validate(); err != nil {
 		return err
 	}
-	return c.Config.validateSpool()
+	if err := c.Config.validateSpool(); err != nil {
+		return err
+	}
+	return c.Config.CheckStatusDir()
+}
+
+// DefaultLogFile is the file --log auto writes to when there is no system
+// log, for root; a rootless hook writes ocisnap-hook.log in its
+// --status-dir.
+const DefaultLogFile = "/var/log/ocisnap/ocisnap-hook.log"
+
+// DefaultLogFile returns the file --log auto falls back to.
+func (c *CommandLine) DefaultLogFile() string {
+	if _, rootless := hostUID(); rootless {
+		return filepath.Join(c.Config.StatusDir, "ocisnap-hook.log")
+	}
+	return DefaultLogFile
 }

@@ -56,40 +56,9 @@ func GC(ctx context.Context, cfg Config) (GCReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	sd := statefile.Dir{Path: cfg.StateDir}
-	recs, errs := sd.List()
-	for _, rec := range recs {
-		if err := ctx.Err(); err != nil {
-			return rep, errors.Join(append(errs, err)...)
-		}
-		if alive(rec) {
-			rep.Live = append(rep.Live, rec.ID)
-			continue
-		}
-		log := cfg.Logger.With("container", rec.ID, "stage", "gc")
-		h := &hook{cfg: &cfg, log: log, state: sd}
-		if len(rec.Views) > 0 {
-			if err := h.releaseViews(ctx, rec); err != nil {
-				errs = append(errs, fmt.Errorf("container %s: %s: release: %w", rec.ID, KeyView, err))
-				continue
-			}
-		}
-		if rec.Export != nil && knownToRuntime(rec.ID) {
-			rec.Views = nil
-			if err := sd.Write(rec); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			log.Info("released the views of a stopped container; its state is kept for the export at its poststop")
-			rep.Kept = append(rep.Kept, rec.ID)
-			continue
-		}
-		if err := sd.Remove(rec.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.Info("released a container that no longer exists", "views", len(rec.Views))
-		rep.Removed = append(rep.Removed, rec.ID)
+	errs := gcRecords(ctx, &cfg, &rep)
+	if err := ctx.Err(); err != nil {
+		return rep, errors.Join(errs...)
 	}
 	for _, d := range cfg.Policy.AllowDirs {
 		// A {namespace} template: every tenant's directory is below its prefix.
@@ -100,6 +69,75 @@ func GC(ctx context.Context, cfg Config) (GCReport, error) {
 		}
 	}
 	return rep, errors.Join(errs...)
+}
+
+// gcRecords is GC's part on the state records.
+func gcRecords(ctx context.Context, cfg *Config, rep *GCReport) []error {
+	sd := statefile.Dir{Path: cfg.StateDir}
+	// Wait for running poststops (they hold the lock shared), so that no
+	// record is released under one.
+	unlock, err := sd.Lock(ctx, true, true)
+	if err != nil {
+		return []error{fmt.Errorf("lock state directory: %w", err)}
+	}
+	defer unlock()
+	recs, errs := sd.List()
+	for _, rec := range recs {
+		if err := ctx.Err(); err != nil {
+			return append(errs, err)
+		}
+		out, err := reclaim(ctx, cfg, sd, rec, "gc")
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case out == reclaimLive:
+			rep.Live = append(rep.Live, rec.ID)
+		case out == reclaimKept:
+			rep.Kept = append(rep.Kept, rec.ID)
+		default:
+			rep.Removed = append(rep.Removed, rec.ID)
+		}
+	}
+	return errs
+}
+
+// Outcomes of reclaim.
+const (
+	reclaimLive    = iota // the container runs: left alone
+	reclaimRemoved        // gone: views released, state removed
+	reclaimKept           // stopped, not yet deleted by its runtime, export to come: views released, state kept
+)
+
+// reclaim applies GC's rules to one record: a live container is left
+// alone; a dead one has its views released and its state removed, unless
+// its runtime still knows it and it asked for an export (its poststop is
+// still to come: the state is kept, without the views). stage names the
+// caller in the log. It is the one implementation of these rules, for
+// `ocisnap gc` and for the hook's own bounded reclaim (reclaimGone).
+func reclaim(ctx context.Context, cfg *Config, sd statefile.Dir, rec *statefile.Record, stage string) (int, error) {
+	if alive(rec) {
+		return reclaimLive, nil
+	}
+	log := cfg.Logger.With("container", rec.ID, "stage", stage)
+	h := &hook{cfg: cfg, log: log, state: sd}
+	if len(rec.Views) > 0 {
+		if err := h.releaseViews(ctx, rec); err != nil {
+			return 0, fmt.Errorf("container %s: %s: release: %w", rec.ID, KeyView, err)
+		}
+	}
+	if rec.Export != nil && knownToRuntime(rec.ID) {
+		rec.Views = nil
+		if err := sd.Write(rec); err != nil {
+			return 0, err
+		}
+		log.Info("released the views of a stopped container; its state is kept for the export at its poststop")
+		return reclaimKept, nil
+	}
+	if err := sd.Remove(rec.ID); err != nil {
+		return 0, err
+	}
+	log.Info("released a container that no longer exists", "views", len(rec.Views))
+	return reclaimRemoved, nil
 }
 
 // alive reports whether rec's container process may still run.

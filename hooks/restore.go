@@ -34,7 +34,7 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage st
 	}
 	snap, err := src.Open(ctx)
 	if err != nil {
-		return err
+		return missing("snapshot", ref, err)
 	}
 	defer snap.Close()
 	root, err := openRootfs(c, stage)

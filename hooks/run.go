@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocisnap/ocisnap/pkg/failurelog"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
@@ -51,6 +53,13 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader) error {
 	}
 	log := cfg.Logger.With("container", st.ID, "stage", stage)
 	h := &hook{cfg: &cfg, base: cfg.Policy, log: log, state: sd}
+	// Whatever this run does, it then reclaims a few containers that are
+	// gone without a poststop: only from the runtime's namespaces, where
+	// their views are mounted (a createContainer hook runs in the new
+	// container's mount namespace, where an unmount would not reach them).
+	if stage != StageCreateContainer {
+		defer h.reclaimGone(ctx, st.ID)
+	}
 	switch stage {
 	case StagePoststop:
 		err = h.poststop(ctx, st)
@@ -173,6 +182,17 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 // and --log-file) and whatever could not be released stays recorded for
 // `ocisnap gc`.
 func (h *hook) poststop(ctx context.Context, st *specs.State) error {
+	// Shared: poststops run side by side, but no gc or reclaim releases
+	// this record under this one. A gc stuck holding it delays the export
+	// by at most poststopLockWait.
+	lctx, cancel := context.WithTimeout(ctx, poststopLockWait)
+	unlock, err := h.state.Lock(lctx, false, true)
+	cancel()
+	if err != nil {
+		h.log.Warn("poststop without the state lock", "err", err)
+	} else {
+		defer unlock()
+	}
 	rec, err := h.state.Read(st.ID)
 	if errors.Is(err, fs.ErrNotExist) {
 		rec, err = h.recoverRecord(st)
@@ -181,6 +201,7 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 		}
 	} else if err != nil {
 		h.log.Error("unreadable state; nothing released or exported (see ocisnap gc)", "err", err)
+		h.recordFailure(failurelog.Record{Kind: failurelog.KindState, Container: st.ID}, err)
 		return h.strict(err)
 	}
 	h.scope(rec.Namespace)
@@ -190,13 +211,17 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 			// The stubs may still be in the upper; the export below
 			// excludes them by path anyway.
 			h.log.Error("view release failed; kept for ocisnap gc", "annotation", KeyView, "err", err)
+			h.recordFailure(failurelog.Record{Kind: failurelog.KindReleaseView, Container: rec.ID, Name: rec.Name,
+				Annotation: KeyView, Dest: viewSource(rec)}, err)
 			keep = true
 		}
 	}
 	if rec.Export != nil {
 		if err := h.export(ctx, rec); err != nil {
+			h.log.Error("export failed; the previous snapshot is untouched", "annotation", KeyExport, "dest", rec.Export.Dest, "err", err)
+			h.recordFailure(failurelog.Record{Kind: failurelog.KindExport, Container: rec.ID, Name: rec.Name,
+				Annotation: KeyExport, Dest: rec.Export.Dest}, err)
 			err = fmt.Errorf("%s=%s: %w", KeyExport, rec.Export.Dest, err)
-			h.log.Error("export failed; the previous snapshot is untouched", "err", err)
 			if h.cfg.StrictExport {
 				return err
 			}
@@ -214,6 +239,9 @@ func (h *hook) poststop(ctx context.Context, st *specs.State) error {
 	}
 	return nil
 }
+
+// poststopLockWait bounds a poststop's wait for the state lock.
+const poststopLockWait = 30 * time.Second
 
 // strict returns err when --strict-export is set, else nil (err was logged).
 func (h *hook) strict(err error) error {

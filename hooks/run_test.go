@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	cihooks "go.podman.io/common/pkg/hooks"
+
+	"github.com/ocisnap/ocisnap/pkg/failurelog"
 )
 
 func TestStageOf(t *testing.T) {
@@ -42,6 +44,7 @@ func TestStageOf(t *testing.T) {
 func TestNothingAskedTouchesNothing(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
+	cfg.StatusDir = filepath.Join(t.TempDir(), "status")
 	for _, status := range []string{"creating", "stopped"} {
 		st, _ := json.Marshal(map[string]any{"ociVersion": "1.0.2", "id": "c1", "status": status,
 			"bundle": "/nonexistent/bundle", "annotations": map[string]string{"foo": "bar"}})
@@ -130,12 +133,14 @@ func TestManPageHooksJSON(t *testing.T) {
 	}
 }
 
-// TestPoststopCorruptState: an unreadable state file is logged and the hook
-// exits 0 (so the runtime's delete goes on), unless --strict-export.
+// TestPoststopCorruptState: an unreadable state file is logged, recorded
+// for ocisnap status, and the hook exits 0 (so the runtime's delete goes
+// on), unless --strict-export.
 func TestPoststopCorruptState(t *testing.T) {
 	for _, strict := range []bool{false, true} {
 		cfg := DefaultConfig()
 		cfg.StateDir = t.TempDir()
+		cfg.StatusDir = t.TempDir()
 		cfg.StrictExport = strict
 		var log bytes.Buffer
 		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
@@ -150,6 +155,11 @@ func TestPoststopCorruptState(t *testing.T) {
 		}
 		if !strings.Contains(log.String(), "unreadable state") {
 			t.Errorf("strict=%v: not logged: %s", strict, log.String())
+		}
+		recs, errs := failurelog.Dir{Path: cfg.StatusDir}.List()
+		if len(errs) != 0 || len(recs) != 1 || recs[0].Kind != failurelog.KindState || recs[0].Container != "c1" ||
+			!strings.Contains(recs[0].Cause, "c1.json") {
+			t.Errorf("strict=%v: failure records %+v %v", strict, recs, errs)
 		}
 	}
 }

@@ -121,7 +121,7 @@ func (h *hook) prepareView(ctx context.Context, c *ocistate.Container, v *viewRe
 		}
 		return fmt.Errorf("%s: %w", KeyViewMount, err)
 	}
-	return fmt.Errorf("%s=%s: %w", KeyView, v.annotationValue(), err)
+	return fmt.Errorf("%s=%s: %w", KeyView, v.annotationValue(), missing("view source", v.source, err))
 }
 
 // recordParent sets rec's pid to this process's parent as /proc shows it.

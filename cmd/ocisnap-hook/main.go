@@ -40,7 +40,10 @@ func main() {
 		return
 	}
 	cfg := cl.Config
-	logger, closeLog, err := logging.New(os.Stderr, cl.LogLevel, cl.LogFile)
+	logger, closeLog, err := logging.Open(os.Stderr, logging.Options{
+		Level: cl.LogLevel, File: cl.LogFile, Target: cl.LogTarget,
+		DefaultFile: cl.DefaultLogFile(), Tag: "ocisnap-hook",
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ocisnap-hook: %v\n", err)
 		os.Exit(2)

@@ -17,10 +17,13 @@ func newConvertCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "convert --to overlay|oci IN|- OUT|-",
 		Short: "Convert a snapshot between the overlay and oci whiteout formats and compressions",
-		Long: "Re-encode a snapshot in the other whiteout format (overlay: char 0/0 whiteouts and the\n" +
-			"trusted.overlay.opaque xattr, as runsc writes; oci: .wh. files, an OCI image layer) and\n" +
-			"compression. The encoding is canonical: a snapshot written by ocisnap converted to the\n" +
-			"other format and back is byte-identical. OUT is written atomically.",
+		Long: "Re-encode a snapshot (any whiteout format, also mixed; plain, gzip or zstd) in the whiteout\n" +
+			"format --to (overlay: char 0/0 whiteouts and the trusted.overlay.opaque xattr, as runsc\n" +
+			"writes; oci: .wh. files, an OCI image layer) with the compression --compression. It\n" +
+			"converts exactly these two: the whiteout format and the compression. To change only the\n" +
+			"compression, give the snapshot's own format as --to. The encoding is canonical: a snapshot\n" +
+			"written by ocisnap converted to the other format and back is byte-identical. OUT is\n" +
+			"written atomically.",
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("compression") && location.HoldsManifest(args[1]) {
@@ -29,8 +32,8 @@ func newConvertCmd(a *app) *cobra.Command {
 			return a.convert(cmd.Context(), to, compression, args[0], args[1])
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "", "whiteout format to write: overlay or oci")
-	cmd.Flags().StringVar(&compression, "compression", string(layer.CompressionNone), "compression to write: none, gzip or zstd")
+	cmd.Flags().StringVar(&to, "to", "", "whiteout format to write: overlay or oci (required; the input's own to change only the compression)")
+	cmd.Flags().StringVar(&compression, "compression", string(layer.CompressionNone), "compression to write: none, gzip or zstd, whatever the input's")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }

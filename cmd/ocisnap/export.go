@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -36,7 +38,8 @@ func newExportCmd(a *app) *cobra.Command {
 		Short: "Snapshot a running container's writable layer",
 		Long: "Write the writable (overlay upper) layer of a container as a snapshot, like the hook does\n" +
 			"at poststop but while the container runs. CONTAINER is a runc or crun container id, or a\n" +
-			"unique prefix of one (podman's container ids are runc's); --rootfs or --upper name the layer\n" +
+			"unique prefix of one (podman's container ids are runc's), or a podman container name (resolved\n" +
+			"with podman container inspect, if podman is installed); --rootfs or --upper name the layer\n" +
 			"of anything else. The container's cgroup is frozen while the layer is read, so the snapshot\n" +
 			"is of one instant, and thawed afterwards, also on error or interrupt.",
 		Args: usageArgs(cobra.MaximumNArgs(1)),
@@ -102,7 +105,7 @@ func (a *app) export(ctx context.Context, o *exportOpts, args []string) error {
 		return err
 	}
 	location.Describe(sink, location.Info{Format: string(format), Compression: string(comp)})
-	src, err := a.exportSource(o, args)
+	src, err := a.exportSource(ctx, o, args)
 	if err != nil {
 		return err
 	}
@@ -179,7 +182,7 @@ func (a *app) export(ctx context.Context, o *exportOpts, args []string) error {
 
 // exportSource finds the upper directory to export and the cgroup to
 // freeze.
-func (a *app) exportSource(o *exportOpts, args []string) (*exportSource, error) {
+func (a *app) exportSource(ctx context.Context, o *exportOpts, args []string) (*exportSource, error) {
 	cgroupOf := func() (*cgroupfreeze.Cgroup, error) {
 		if o.cgroup == "" || o.noPause {
 			return nil, nil
@@ -212,6 +215,15 @@ func (a *app) exportSource(o *exportOpts, args []string) (*exportSource, error) 
 		return &exportSource{name: o.rootfs, upper: upper, opts: opts, cg: cg}, nil
 	}
 	rc, err := runtimestate.Find(o.runtimeRoots, args[0])
+	if errors.Is(err, runtimestate.ErrNoContainer) {
+		// Not a runtime's id: perhaps a podman name.
+		id, perr := podmanID(ctx, args[0])
+		if perr != nil {
+			return nil, fmt.Errorf("%w (%v: give the container's id, as `podman ps --no-trunc` or `runc list` show it)", err, perr)
+		}
+		a.log.Info("podman container name resolved", "name", args[0], "id", id)
+		rc, err = runtimestate.Find(o.runtimeRoots, id)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -241,4 +253,33 @@ func (a *app) exportSource(o *exportOpts, args []string) (*exportSource, error) 
 		}
 	}
 	return src, nil
+}
+
+// podmanTimeout bounds the podman call that resolves a name.
+const podmanTimeout = 15 * time.Second
+
+// podmanID asks podman (if installed, with its configuration from the
+// environment) for the id of the container called name.
+func podmanID(ctx context.Context, name string) (string, error) {
+	bin, err := exec.LookPath("podman")
+	if err != nil {
+		return "", errors.New("not a container id, and there is no podman to resolve it as a name")
+	}
+	ctx, cancel := context.WithTimeout(ctx, podmanTimeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "container", "inspect", "--format", "{{.Id}}", "--", name)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		return "", fmt.Errorf("not a container id, nor a name podman knows (podman container inspect: %v: %s)", err, msg)
+	}
+	id := strings.TrimSpace(stdout.String())
+	if id == "" || strings.ContainsAny(id, "/\n") {
+		return "", fmt.Errorf("podman gave no id for %q", name)
+	}
+	return id, nil
 }

@@ -28,6 +28,11 @@ func newGCCmd(a *app) *cobra.Command {
 		},
 	}
 	hooks.RegisterFlags(cmd.Flags(), &cfg)
+	// Accepted, so that the hook's arguments can be passed unchanged, but
+	// of no use to gc: not listed.
+	for _, name := range []string{"max-bytes", "max-entries", "allow-devices", "gvisor-compat", "strict-export", "status-dir"} {
+		_ = cmd.Flags().MarkHidden(name)
+	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

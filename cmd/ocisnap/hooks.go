@@ -45,7 +45,11 @@ func newHooksCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.dirs, "hooks-dir", o.dirs, "hooks.d directory, in increasing order of preference (repeatable)")
-	f.StringArrayVarP(&o.annotations, "annotation", "a", nil, "container annotation KEY=VALUE (repeatable)")
+	// A string slice, as podman's --annotation: a value is split at commas
+	// (CSV: a quoted field keeps its commas), so that what works here works
+	// with podman and the reverse.
+	f.StringSliceVarP(&o.annotations, "annotation", "a", nil,
+		"container annotation KEY=VALUE (repeatable; split at commas as podman does: separate list items with ';')")
 	f.StringVar(&o.stage, "stage", "", "show only this stage (createRuntime, poststop, ...)")
 	f.StringVar(&o.command, "command", "", "the container's command (process.args[0]), for hooks matched on commands")
 	f.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
@@ -96,6 +100,10 @@ func (a *app) hooks(ctx context.Context, o *hooksOpts) error {
 	for _, kv := range o.annotations {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
+			if len(o.annotations) > 1 {
+				return usagef("--annotation %q: want KEY=VALUE (a value with a comma is split there, as podman does: "+
+					"separate list items with ';', e.g. io.ocisnap.view-binds=a:/a;b:/b)", kv)
+			}
 			return usagef("--annotation %q: want KEY=VALUE", kv)
 		}
 		ann[k] = v
@@ -317,9 +325,15 @@ func printHooksReport(a *app, rep *hooksReport, o *hooksOpts) error {
 		w.printf("\n%s:\n", stage)
 		for _, h := range list {
 			w.printf("  %s: %s\n", h.File, strings.Join(append([]string{h.Path}, argsTail(h.Args)...), " "))
-			for _, act := range h.Actions {
+			if h.Ocisnap {
 				ocisnapRuns = true
-				w.printf("    %s: %s\n", act.Action, act.Detail)
+			}
+			for _, act := range h.Actions {
+				detail := act.Detail
+				if detail == "" {
+					detail, act.Problem = act.Problem, ""
+				}
+				w.printf("    %s: %s\n", act.Action, detail)
 				if act.Problem != "" {
 					w.printf("      FAILS: %s\n", act.Problem)
 				}

@@ -238,3 +238,73 @@ func TestHooksCommand(t *testing.T) {
 		t.Fatalf("invalid file: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
+
+// TestHooksCommandForms: -a takes what podman's --annotation takes (a value
+// split at commas, CSV-quoted to keep them; ';' between list items), and
+// the report never shows an empty "error:", nor says no ocisnap hook runs
+// for a per-container key of another container that it just listed.
+func TestHooksCommandForms(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(t.TempDir(), "ocisnap-hook")
+	os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "ocisnap.json"), []byte(`{"version": "1.0.0", "hook": {"path": "`+bin+`", "args": ["ocisnap-hook"]},
+	  "when": {"annotations": {"^io\\.ocisnap\\.": ".*"}}, "stages": ["createRuntime", "poststop"]}`), 0o644)
+	hooks := func(ann ...string) (string, string, int) {
+		args := []string{"hooks", "--hooks-dir", dir}
+		for _, a := range ann {
+			args = append(args, "-a", a)
+		}
+		return cli(t, nil, args...)
+	}
+	for _, ann := range [][]string{
+		{"io.ocisnap.view=image", "io.ocisnap.view-binds=a:/a;b:/b"},
+		{"io.ocisnap.view=image", `"io.ocisnap.view-binds=a:/a,b:/b"`},
+		{"io.ocisnap.view=image,io.ocisnap.view-binds=a:/a;b:/b"},
+	} {
+		out, stderr, code := hooks(ann...)
+		if code != 0 || !strings.Contains(out, "view: view image, bind a -> /a, bind b -> /b") {
+			t.Errorf("%q: exit %d\n%s\n%s", ann, code, out, stderr)
+		}
+	}
+	_, stderr, code := hooks("io.ocisnap.view=image", "io.ocisnap.view-binds=a:/a,b:/b")
+	if code != 2 || !strings.Contains(stderr, `"b:/b"`) || !strings.Contains(stderr, "separate list items with ';'") {
+		t.Errorf("a list split at its comma: exit %d: %s", code, stderr)
+	}
+
+	out, _, code := hooks("io.ocisnap.restor=/var/lib/ocisnap/a.tar")
+	if code != 0 || !strings.Contains(out, "error: the hook refuses the annotations") || !strings.Contains(out, "did you mean io.ocisnap.restore?") {
+		t.Errorf("typo: exit %d\n%s", code, out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimSpace(l) == "error:" {
+			t.Errorf("empty error line:\n%s", out)
+		}
+	}
+
+	out, _, code = hooks("io.ocisnap.restore.web=/var/lib/ocisnap/a.tar")
+	if code != 0 || strings.Contains(out, "no ocisnap hook runs") || !strings.Contains(out, `io.ocisnap.restore.web is for container "web"`) {
+		t.Errorf("another container's key: exit %d\n%s", code, out)
+	}
+	out, _, _ = hooks("foo=bar")
+	if !strings.Contains(out, "no ocisnap hook runs") {
+		t.Errorf("an unrelated annotation:\n%s", out)
+	}
+}
+
+// TestGCHelp: gc lists the flags it uses, and accepts the hook's others
+// unlisted, so that the hook's arguments can be passed unchanged.
+func TestGCHelp(t *testing.T) {
+	out, _, code := cli(t, nil, "gc", "--help")
+	if code != 0 || !strings.Contains(out, "--allow-dir") || !strings.Contains(out, "--state-dir") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, f := range []string{"--max-bytes", "--max-entries", "--allow-devices", "--gvisor-compat", "--strict-export", "--status-dir"} {
+		if strings.Contains(out, f) {
+			t.Errorf("gc --help lists %s", f)
+		}
+	}
+	_, stderr, code := cli(t, nil, "gc", "--state-dir", t.TempDir(), "--allow-dir", t.TempDir(), "--max-bytes", "5", "--strict-export", "--gvisor-compat")
+	if code != 0 {
+		t.Errorf("gc with the hook's other flags: exit %d: %s", code, stderr)
+	}
+}

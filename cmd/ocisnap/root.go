@@ -107,6 +107,7 @@ func newRoot(a *app) *cobra.Command {
 		newPushCmd(a),
 		newPullCmd(a),
 		newLsCmd(a),
+		newStatusCmd(a),
 		newVersionCmd(a),
 	)
 	return root

@@ -31,8 +31,11 @@ const DefaultDir = "/run/ocisnap"
 
 // Record is what createRuntime learned about one container.
 type Record struct {
-	ID  string `json:"id"`
-	Pid int    `json:"pid"`
+	ID string `json:"id"`
+	// Name is the container's name when the engine gives one (a
+	// Kubernetes container name), for messages and `ocisnap status`.
+	Name string `json:"name,omitempty"`
+	Pid  int    `json:"pid"`
 	// PidStart is the start time of Pid in clock ticks after boot (field 22
 	// of /proc/<pid>/stat), so that a reused pid is not taken for the
 	// container's process (see procstat.Alive). 0 if unknown.
