@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ocisnap/ocisnap/pkg/failurelog"
+	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
 
@@ -78,9 +79,20 @@ func (f PendingFunc) Pending(ctx context.Context, cfg *Config) ([]PendingPush, e
 }
 
 // pendingSources are the stores of exports waiting for delivery that
-// CollectStatus lists. None yet: the spool of registry exports that could
-// not be pushed adds itself here.
-var pendingSources []PendingSource
+// CollectStatus lists: the spool of registry exports that could not be
+// pushed at the container's stop.
+var pendingSources = []PendingSource{PendingFunc(spoolPending)}
+
+// spoolPending lists the spool's undelivered registry exports.
+func spoolPending(_ context.Context, cfg *Config) ([]PendingPush, error) {
+	ps, err := location.ListPending(cfg.Registry.SpoolDir)
+	out := make([]PendingPush, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, PendingPush{Dest: p.Ref, Since: p.Created, Where: p.Dir,
+			Cause: "the registry could not be reached at the container's stop (`ocisnap push --pending` delivers it)"})
+	}
+	return out, err
+}
 
 // CollectStatus gathers the Status under cfg. What cannot be read is
 // returned as errors (joined) beside all that could.

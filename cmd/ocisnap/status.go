@@ -31,6 +31,7 @@ func newStatusCmd(a *app) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "the hook's directory of per-container state files")
 	f.StringVar(&cfg.StatusDir, "status-dir", cfg.StatusDir, "the hook's directory of failure records")
+	f.StringVar(&cfg.Registry.SpoolDir, "spool-dir", cfg.Registry.SpoolDir, "the hook's spool of undelivered registry exports")
 	f.BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
 }

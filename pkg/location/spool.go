@@ -173,3 +173,35 @@ func pushEntry(ctx context.Context, dir string, reg Registry) (PendingPush, bool
 	}
 	return pp, true
 }
+
+// ListPending lists the complete entries of spoolDir, oldest first, without
+// delivering or locking any (for `ocisnap status`). An entry still being
+// written or one a dead writer left incomplete has no index yet and is not
+// listed. A missing spool is empty.
+func ListPending(spoolDir string) ([]PendingPush, error) {
+	ents, err := os.ReadDir(spoolDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []PendingPush
+	for _, ent := range ents {
+		if !ent.IsDir() || strings.HasPrefix(ent.Name(), ".") {
+			continue
+		}
+		e := &spoolEntry{dir: filepath.Join(spoolDir, ent.Name())}
+		data, err := os.ReadFile(filepath.Join(e.dir, spoolTarget))
+		var t spoolTargetFile
+		if err == nil {
+			err = json.Unmarshal(data, &t)
+		}
+		if _, ierr := os.Stat(filepath.Join(e.layoutDir(), "index.json")); err != nil || ierr != nil {
+			continue
+		}
+		out = append(out, PendingPush{Dir: e.dir, Ref: t.Ref, Created: t.Created})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
+	return out, nil
+}

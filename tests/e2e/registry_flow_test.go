@@ -205,6 +205,11 @@ func TestRegistryFaults(t *testing.T) {
 		t.Errorf("spool mode: %v %v, want 0700", fi.Mode(), err)
 	}
 	assertNoSecretIn(t, a.spool)
+	// ocisnap status lists it under the pending pushes.
+	st, err := r.cli(t, "status", "--json", "--spool-dir", a.spool, "--state-dir", t.TempDir(), "--status-dir", t.TempDir())
+	if err != nil || !strings.Contains(st, `"dest": "`+ref+`"`) {
+		t.Fatalf("status does not list the spooled export to %s: %v\n%s", ref, err, st)
+	}
 	r.Start()
 	out, err := r.cli(t, "push", "--pending", "--spool-dir", a.spool)
 	if err != nil || !strings.Contains(out, "delivered "+ref) {
