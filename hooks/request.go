@@ -25,7 +25,7 @@ const (
 	KeyViewMount         = "io.ocisnap.view-mount"
 	// KeyGVisorRestore is gVisor's restore annotation, honoured only with
 	// --gvisor-compat.
-	KeyGVisorRestore = "dev.gvisor.tar.rootfs.upper"
+	KeyGVisorRestore = ocistate.AnnotationGVisorRestore
 
 	keyPrefix = "io.ocisnap."
 )

@@ -8,7 +8,6 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/ocisnap/ocisnap/hooks"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 )
 
@@ -134,7 +133,7 @@ func concerns(key, name string) bool {
 		return false
 	}
 	return ocistate.ForContainer(key, ocisnapPrefix, name) ||
-		ocistate.ForContainer(key, hooks.KeyGVisorRestore, name)
+		ocistate.ForContainer(key, ocistate.AnnotationGVisorRestore, name)
 }
 
 // forgedStamps are the keys under the plugin's own prefix that the

@@ -112,3 +112,7 @@ func ForContainer(key, prefix, name string) bool {
 	}
 	return rest == "" || (name != "" && rest == "."+name)
 }
+
+// AnnotationGVisorRestore is gVisor's restore annotation, which the hook
+// honours like io.ocisnap.restore with --gvisor-compat (docs/annotations.md).
+const AnnotationGVisorRestore = "dev.gvisor.tar.rootfs.upper"
