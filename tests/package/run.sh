@@ -100,7 +100,7 @@ for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/bin/ocisnap /usr/share/conta
   fi
 done
 
-has_cli=false; git ls-tree -r --name-only "$REF" cmd/ocisnap | grep -q '\.go$' && has_cli=true
+has_cli=false; git ls-tree -r --name-only "$REF" cmd/ocisnap | grep '\.go$' >/dev/null && has_cli=true
 has_man=false; [ -n "$(make -s -n -B docs 2>/dev/null)" ] && has_man=true
 echo "package-test: ocisnap $VERSION, commit $COMMIT; CLI in the source: $has_cli; make docs: $has_man; work dir $T"
 
@@ -110,7 +110,7 @@ make -s dist DIST_REF="$REF" DIST_DIR="$T/dist"
 make -s dist DIST_REF="$REF" DIST_DIR="$T/dist2" >/dev/null
 TARBALL=$T/dist/ocisnap-$VERSION.tar.gz
 cmp "$TARBALL" "$T/dist2/ocisnap-$VERSION.tar.gz" || fail "make dist is not reproducible"
-tar -tzf "$TARBALL" | grep -q "^ocisnap-$VERSION/vendor/modules.txt$" || fail "the tarball has no vendor/"
+tar -tzf "$TARBALL" | grep "^ocisnap-$VERSION/vendor/modules.txt$" >/dev/null || fail "the tarball has no vendor/"
 sha256sum "$TARBALL"
 
 # ---------------------------------------------------------------- 2. build
@@ -200,7 +200,7 @@ $has_cli && rwant "-rw-r--r-- +/usr/lib/systemd/system/ocisnap-gc.timer"
 rwant "drwx------ +/var/lib/ocisnap-status"
 rwant "drwx------ +/var/log/ocisnap"
 if $has_man; then grep -qE ' /usr/share/man/man[0-9]/.*\.[0-9](\.gz)?$' "$T/rpm.files" || fail "no man pages in the rpm"; fi
-rpm -qlp "$RPM" | grep -q '/usr/share/containers/oci/hooks.d/ocisnap-gvisor.json' && fail "the gVisor hooks.d file must be documentation only"
+rpm -qlp "$RPM" | grep '/usr/share/containers/oci/hooks.d/ocisnap-gvisor.json' >/dev/null && fail "the gVisor hooks.d file must be documentation only"
 echo "--- requires"
 rpm -qp --requires "$RPM" | tee "$T/rpm.requires"
 grep -vE '^(rpmlib\(|/bin/sh$)' "$T/rpm.requires" && fail "unexpected requirements (the binaries are static; expected only rpmlib() and /bin/sh)"
@@ -251,7 +251,7 @@ tar -C "$r" --numeric-owner -cf "$T/rootfs.tar" .
   sh -c 'echo "written by container 1" > /data/new.txt; echo changed > /etc/motd; rm /data/old.txt'
 [ -s "$SNAP" ] || fail "no snapshot at $SNAP: the hook from /usr/share/containers/oci/hooks.d did not export"
 tar -tvf "$SNAP" | sed 's/^/    /'
-tar -tf "$SNAP" | grep -qx './data/new.txt' || fail "the snapshot lacks ./data/new.txt"
+tar -tf "$SNAP" | grep -x './data/new.txt' >/dev/null || fail "the snapshot lacks ./data/new.txt"
 out=$("${PODMAN[@]}" run --rm --network=none --annotation "io.ocisnap.restore=$SNAP" localhost/ocisnap-package-test \
   sh -c 'cat /data/new.txt /etc/motd; test -e /data/old.txt && echo "old.txt is back" || echo "old.txt stays deleted"')
 echo "$out" | sed 's/^/    /'
