@@ -300,6 +300,13 @@ func (b *bench) runFull(rep *report, selected func(string) bool, withStrace bool
 		}
 		rep.Hook = h
 	}
+	if selected("startup") && b.hook != "" && b.cli != "" {
+		s, err := b.startup()
+		if err != nil {
+			return err
+		}
+		rep.Startup = s
+	}
 	if selected("export-lower") {
 		l, err := b.lowerIndependence()
 		if err != nil {

@@ -27,8 +27,9 @@ type report struct {
 	Plot               string
 	Nice               int
 	Workloads          []wresult
-	Hook               *hookResult  `json:",omitempty"`
-	Lower              *lowerResult `json:",omitempty"`
+	Hook               *hookResult    `json:",omitempty"`
+	Lower              *lowerResult   `json:",omitempty"`
+	Startup            *startupResult `json:",omitempty"`
 }
 
 var toolNames = map[string]string{
@@ -251,6 +252,21 @@ func (r *report) markdown(notesFile string) string {
 			p("| %s | %.2f ms | %.2f – %.2f ms | %s |\n", x.n, x.s.Median.Seconds()*1e3, x.s.Min.Seconds()*1e3, x.s.Max.Seconds()*1e3, mib(x.s.MaxRSS))
 		}
 		p("\n")
+		if h.Size > 0 {
+			p("Hook binary: %s; its Go package initialisation (GODEBUG=inittrace=1, one run): %s.\n\n", mib(h.Size), h.Init)
+		}
+	}
+	if s := r.Startup; s != nil {
+		p("## Start-up cost of a restore\n\n%s; %d runs each, interleaved.\n\n", s.Desc, s.Apply.Runs)
+		p("| | median | min – max |\n|---|---|---|\n")
+		for _, x := range []struct {
+			n string
+			s stats
+		}{{"`podman run` restoring the snapshot (the hook at createRuntime)", s.WithRestore}, {"`podman run` without a restore", s.NoRestore}, {"`ocisnap apply` of the snapshot alone", s.Apply}} {
+			p("| %s | %s | %s – %s |\n", x.n, secs(x.s.Median), secs(x.s.Min), secs(x.s.Max))
+		}
+		p("\nA restore adds %s to the start (difference of the medians); the hook's own overhead beyond `ocisnap apply` (exec, state, config, policy, record) is %.1f ms (target ≤ 10 ms; a difference of medians of noisy runs, read it with their spread).\n\n",
+			secs(s.RestoreAdds), s.HookOverhead.Seconds()*1e3)
 	}
 	if l := r.Lower; l != nil {
 		p("## Export reads only the upper\n\n%s. The same upper exported with the image as its lower and with an empty lower, %d runs each, interleaved.\n\n", l.Desc, l.WithImage.Runs)
