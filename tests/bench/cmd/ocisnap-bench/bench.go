@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -360,13 +361,13 @@ func pick(all []tool, keys []string) []tool {
 
 // restore times each tool applying the snapshot onto a freshly mounted
 // overlay over the image, runs+1 rounds with the tools interleaved and
-// rotated; the first round warms the caches and is not counted.
+// shuffled anew each round (order); the first round warms the caches and is not counted.
 func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
 	samples := make(map[string][]sample)
 	base := filepath.Join(e.fs.dir, "r")
 	for r := 0; r <= b.runs; r++ {
-		for i := range tools {
-			t := tools[(i+r)%len(tools)]
+		for _, i := range b.order(r, len(tools)) {
+			t := tools[i]
 			o, err := mountOverlay(base, e.image)
 			if err != nil {
 				return nil, err
@@ -408,8 +409,8 @@ func (b *bench) export(e *wenv, tools []tool) (map[string]stats, error) {
 		}
 	}()
 	for r := 0; r <= b.runs; r++ {
-		for i := range tools {
-			t := tools[(i+r)%len(tools)]
+		for _, i := range b.order(r, len(tools)) {
+			t := tools[i]
 			out := plain
 			if t.replace {
 				out = filepath.Join(e.fs.dir, "out-"+t.key+".tar")
@@ -435,6 +436,16 @@ func (b *bench) export(e *wenv, tools []tool) (map[string]stats, error) {
 		b.progress("export", e.w.name, r, samples)
 	}
 	return summarizeAll(samples), nil
+}
+
+// order is the order of n tools in round r: a permutation drawn from the
+// seed, new each round. A rotation of one fixed order would give every
+// tool the same predecessor in every round, and a tool that leaves work
+// behind (writeback, freed blocks, reclaim) would slow the same
+// successor each time: a bias of one row that no number of runs removes.
+func (b *bench) order(r, n int) []int {
+	rng := rand.New(rand.NewPCG(b.seed, uint64(r)))
+	return rng.Perm(n)
 }
 
 func summarizeAll(m map[string][]sample) map[string]stats {

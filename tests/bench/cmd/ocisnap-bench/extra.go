@@ -55,8 +55,7 @@ func (b *bench) hookOverhead() (*hookResult, error) {
 	samples := make([][]sample, len(runs))
 	n := max(30, 6*b.runs)
 	for r := 0; r <= n; r++ {
-		for i := range runs {
-			j := (i + r) % len(runs)
+		for _, j := range b.order(r, len(runs)) {
 			s, err := measure(runs[j].argv, dir, runs[j].stdin)
 			if err != nil {
 				return nil, err

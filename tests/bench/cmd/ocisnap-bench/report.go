@@ -154,7 +154,7 @@ func (r *report) markdown(notesFile string) string {
 	for _, v := range r.Versions {
 		p("| %s | %s |\n", v.K, v.V)
 	}
-	p("| run | %s, seed %d, median of %d runs per tool after a warm-up round, tools interleaved and rotated, each at nice %d; load average %s at the start, %s at the end |\n\n",
+	p("| run | %s, seed %d, median of %d runs per tool after a warm-up round, tools interleaved in a new seeded random order each round, each at nice %d; load average %s at the start, %s at the end |\n\n",
 		r.Date, r.Seed, r.Runs, r.Nice, r.LoadStart, r.LoadEnd)
 
 	if !r.Quick {

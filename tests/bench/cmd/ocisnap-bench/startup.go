@@ -107,8 +107,7 @@ tmp_dir = "`+filepath.Join(run, "tmp")+`"
 	samples := make([][]sample, 3)
 	n := max(10, 2*b.runs)
 	for r := 0; r <= n; r++ {
-		for i := range 3 {
-			j := (i + r) % 3
+		for _, j := range b.order(r, 3) {
 			var s sample
 			var err error
 			switch j {
