@@ -257,7 +257,7 @@ func (r *report) markdown(notesFile string) string {
 		}
 	}
 	if s := r.Startup; s != nil {
-		p("## Start-up cost of a restore\n\n%s; %d runs each, interleaved.\n\n", s.Desc, s.Apply.Runs)
+		p("## Start-up cost of a restore\n\n%s; %d runs each, interleaved; `podman run` to the container's exit, its removal (`podman rm`) after each run, untimed.\n\n", s.Desc, s.Apply.Runs)
 		p("| | median | min – max |\n|---|---|---|\n")
 		for _, x := range []struct {
 			n string

@@ -101,8 +101,11 @@ tmp_dir = "`+filepath.Join(run, "tmp")+`"
 			return nil, fmt.Errorf("startup: %w", err)
 		}
 	}
-	withRestore := podman("run", "--rm", "--network=none", "--annotation", "io.ocisnap.restore="+snap, image, "true")
-	noRestore := podman("run", "--rm", "--network=none", image, "true")
+	// Not --rm: removing the container (its upper, the restored files)
+	// would be timed with the start; it is done after each run, untimed.
+	withRestore := podman("run", "--network=none", "--annotation", "io.ocisnap.restore="+snap, image, "true")
+	noRestore := podman("run", "--network=none", image, "true")
+	rmAll := podman("rm", "-af", "-t", "0")
 	applyBase := filepath.Join(e.fs.dir, "apply")
 	samples := make([][]sample, 3)
 	n := max(10, 2*b.runs)
@@ -111,10 +114,14 @@ tmp_dir = "`+filepath.Join(run, "tmp")+`"
 			var s sample
 			var err error
 			switch j {
-			case 0:
-				s, err = measure(withRestore, e.fs.dir, "")
-			case 1:
-				s, err = measure(noRestore, e.fs.dir, "")
+			case 0, 1:
+				argv := withRestore
+				if j == 1 {
+					argv = noRestore
+				}
+				if s, err = measure(argv, e.fs.dir, ""); err == nil {
+					err = sh(rmAll[0], rmAll[1:]...)
+				}
 			case 2:
 				var o *overlay
 				if o, err = mountOverlay(applyBase, imgRoot); err == nil {
