@@ -50,6 +50,25 @@ type File struct {
 	name string
 	tmp  string   // "" once renamed or removed
 	f    *os.File // the temporary file, flocked while open
+	// written is the size so far, behind the offset up to which writeback
+	// was started (see wrote).
+	written, behind int64
+}
+
+// writeBehind is how much written data is left for the kernel to write
+// back at its own pace before the File starts its writeback: a large file
+// is on the disk by the time Commit syncs it, its writeback overlapping
+// the writer's work instead of following it (measured in tests/bench/notes.md).
+const writeBehind = 8 << 20
+
+// wrote counts n more bytes written and starts the writeback of the last
+// writeBehind bytes when that much has accumulated.
+func (f *File) wrote(n int64) {
+	f.written += n
+	if f.written-f.behind >= writeBehind {
+		startWriteback(f.f, f.behind, f.written-f.behind)
+		f.behind = f.written
+	}
 }
 
 // Create starts replacing name in dir: a new temporary file with mode perm,
@@ -99,6 +118,7 @@ func (f *File) Write(b []byte) (int, error) {
 		return 0, os.ErrClosed
 	}
 	n, err := f.f.Write(b)
+	f.wrote(int64(n))
 	if err != nil {
 		err = fmt.Errorf("write temporary file %s: %w", f.tmp, err)
 	}
@@ -112,6 +132,7 @@ func (f *File) ReadFrom(r io.Reader) (int64, error) {
 		return 0, os.ErrClosed
 	}
 	n, err := f.f.ReadFrom(r)
+	f.wrote(n)
 	if err != nil {
 		err = fmt.Errorf("write temporary file %s: %w", f.tmp, err)
 	}

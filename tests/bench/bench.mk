@@ -7,7 +7,10 @@
 #                     10,000 tiny ones, 2 × 64 MiB), ocisnap against GNU tar, 7 interleaved runs;
 #                     fails if ocisnap's best run takes more than BENCH_QUICK_MAX_RATIO × GNU tar's
 #                     best (today ocisnap takes 0.4-0.75×; 1.3 absorbs a loaded 2-core runner, where
-#                     ocisnap's parallelism has no idle core to use) or peaks over 64 MiB RSS
+#                     ocisnap's parallelism has no idle core to use) or peaks over 64 MiB RSS; the
+#                     same bound for the durable export (the hook's file sink: fsync, rename, fsync
+#                     of the directory) against GNU tar made equally durable, each replacing its
+#                     previous output
 #
 # Both need root (loop devices, overlay mounts); without root they skip, except under CI=true.
 
@@ -30,7 +33,7 @@ bench-tools:
 
 bench: bench-deps build bench-tools
 	$(BENCH_BIN)/ocisnap-bench -runs $(BENCH_RUNS) -workdir $(BENCH_WORKDIR) \
-		-hook bin/ocisnap-hook -commit "$(BENCH_COMMIT)" -notes $(BENCH_DIR)/notes.md \
+		-hook bin/ocisnap-hook -cli bin/ocisnap -commit "$(BENCH_COMMIT)" -notes $(BENCH_DIR)/notes.md \
 		-out $(BENCH_DIR)/results.md -json $(BENCH_DIR)/results.json $(BENCH_FLAGS)
 	$(BENCH_BIN)/benchplot -in $(BENCH_DIR)/results.json -out $(BENCH_DIR)/scaling.png
 

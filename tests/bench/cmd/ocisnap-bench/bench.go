@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,16 +33,22 @@ type wenv struct {
 func (b *bench) prepare(w *workload, needTree bool) (*wenv, error) {
 	start := time.Now()
 	dir, backing := b.workdir, "disk"
-	if b.ramdir != "" && w.fsSize <= b.ramMax<<30 {
+	if b.ramdir != "" && (w.fsSize <= b.ramMax<<30 || w.force == "tmpfs") && w.force != "disk" {
 		var st unix.Statfs_t
 		if err := os.MkdirAll(b.ramdir, 0o755); err == nil && unix.Statfs(b.ramdir, &st) == nil &&
 			st.Type == unix.TMPFS_MAGIC && int64(st.Bavail)*st.Bsize > w.fsSize {
 			dir, backing = b.ramdir, "tmpfs"
 		}
 	}
+	if w.force != "" && backing != w.force {
+		return nil, fmt.Errorf("prepare %s: -backing %s: no room for a %d GiB image in %s", w.name, w.force, w.fsSize>>30, b.ramdir)
+	}
 	w.backing = backing
 	if backing == "disk" {
-		w.backing = "disk (loop device with direct I/O)"
+		w.backing = "disk (loop device with direct I/O, sparse image)"
+		if fullImages {
+			w.backing = "disk (loop device with direct I/O, fully written image)"
+		}
 	}
 	lfs, err := newLoopFS(dir, "ocisnap-bench-"+w.name, w.fsSize, backing == "disk")
 	if err != nil {
@@ -254,7 +261,10 @@ type tool struct {
 	key, name string
 	floor     bool
 	verify    bool // restore: compare the result with the container's view
-	argv      func(e *wenv, target string) []string
+	// replace: an export that replaces its own previous output (kept
+	// between rounds, out-KEY.tar) as the hook does at every stop, durably.
+	replace bool
+	argv    func(e *wenv, target string) []string
 }
 
 func (b *bench) restoreTools(keys []string) []tool {
@@ -298,6 +308,21 @@ func (b *bench) exportTools(keys []string) []tool {
 		{key: "cstorage", name: "containers/storage", argv: func(e *wenv, out string) []string {
 			return []string{b.csdrv, "export", "-lower", e.image, e.srcUpper, out}
 		}},
+		// Durable: the hook's atomic replacement (temporary file, fsync,
+		// rename over the previous output, fsync of the directory), and the
+		// peers made equally durable with coreutils' sync.
+		{key: "ocisnap-durable", name: "ocisnap durable", replace: true, argv: func(e *wenv, out string) []string {
+			return []string{b.snapdrv, "export", "-durable", "-lower", e.image, e.srcUpper, out}
+		}},
+		{key: "ocisnap-cli", name: "ocisnap export -o", replace: true, argv: func(e *wenv, out string) []string {
+			return []string{b.cli, "export", "--upper", e.srcUpper, "-o", out}
+		}},
+		{key: "gnutar-durable", name: "GNU tar durable", replace: true, argv: func(e *wenv, out string) []string {
+			return []string{"sh", "-c", `tar --xattrs -cf "$2.tmp" -C "$1" . && sync -d "$2.tmp" && mv "$2.tmp" "$2" && sync "${2%/*}"`, "sh", e.srcUpper, out}
+		}},
+		{key: "bsdtar-durable", name: "bsdtar durable", replace: true, argv: func(e *wenv, out string) []string {
+			return []string{"sh", "-c", `bsdtar --xattrs -cf "$2.tmp" -C "$1" . && sync -d "$2.tmp" && mv "$2.tmp" "$2" && sync "${2%/*}"`, "sh", e.srcUpper, out}
+		}},
 		{key: "cat", name: "floor: cat >/dev/null", floor: true, argv: func(e *wenv, out string) []string {
 			return []string{"sh", "-c", `find "$1" -type f -print0 | xargs -0 cat`, "sh", e.srcUpper}
 		}},
@@ -316,6 +341,11 @@ func pick(all []tool, keys []string) []tool {
 				all = append(all, tool{key: "ocisnap[" + v.K + "]", name: "ocisnap[" + v.K + "]", verify: t.verify,
 					argv: func(e *wenv, target string) []string { a := orig(e, target); a[0] = path; return a }})
 			}
+			if t.key == "ocisnap-durable" {
+				path, orig := v.V, t.argv
+				all = append(all, tool{key: "ocisnap-durable[" + v.K + "]", name: "ocisnap durable[" + v.K + "]", replace: true,
+					argv: func(e *wenv, target string) []string { a := orig(e, target); a[0] = path; return a }})
+			}
 		}
 	}
 	var out []tool
@@ -331,13 +361,13 @@ func pick(all []tool, keys []string) []tool {
 
 // restore times each tool applying the snapshot onto a freshly mounted
 // overlay over the image, runs+1 rounds with the tools interleaved and
-// rotated; the first round warms the caches and is not counted.
+// shuffled anew each round (order); the first round warms the caches and is not counted.
 func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
 	samples := make(map[string][]sample)
 	base := filepath.Join(e.fs.dir, "r")
 	for r := 0; r <= b.runs; r++ {
-		for i := range tools {
-			t := tools[(i+r)%len(tools)]
+		for _, i := range b.order(r, len(tools)) {
+			t := tools[i]
 			o, err := mountOverlay(base, e.image)
 			if err != nil {
 				return nil, err
@@ -366,20 +396,34 @@ func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
 }
 
 // export times each tool writing the snapshot of the upper to a file on
-// the same filesystem, interleaved like restore.
+// the same filesystem, interleaved like restore. A durable tool (replace)
+// writes its own out-KEY.tar, kept from round to round so that each run
+// replaces the previous one's, as the hook does at every stop; the others
+// write out.tar, removed after each run.
 func (b *bench) export(e *wenv, tools []tool) (map[string]stats, error) {
 	samples := make(map[string][]sample)
-	out := filepath.Join(e.fs.dir, "out.tar")
+	plain := filepath.Join(e.fs.dir, "out.tar")
+	defer func() {
+		for _, t := range tools {
+			os.Remove(filepath.Join(e.fs.dir, "out-"+t.key+".tar"))
+		}
+	}()
 	for r := 0; r <= b.runs; r++ {
-		for i := range tools {
-			t := tools[(i+r)%len(tools)]
+		for _, i := range b.order(r, len(tools)) {
+			t := tools[i]
+			out := plain
+			if t.replace {
+				out = filepath.Join(e.fs.dir, "out-"+t.key+".tar")
+			}
 			unix.Sync()
 			s, err := measure(t.argv(e, out), e.fs.dir, "")
-			if err == nil && r == 0 && t.key == "ocisnap" && fileSize(out) != fileSize(e.snapOverlay) {
-				err = fmt.Errorf("ocisnap export of %s: %d bytes, want %d", e.w.name, fileSize(out), fileSize(e.snapOverlay))
+			if err == nil && r == 0 && (t.key == "ocisnap" || t.key == "ocisnap-durable") && fileSize(out) != fileSize(e.snapOverlay) {
+				err = fmt.Errorf("%s export of %s: %d bytes, want %d", t.key, e.w.name, fileSize(out), fileSize(e.snapOverlay))
 			}
-			os.Remove(out)
-			if rerr := removeAll(out + ".d"); err == nil {
+			if !t.replace {
+				os.Remove(out)
+			}
+			if rerr := removeAll(plain + ".d"); err == nil {
 				err = rerr
 			}
 			if err != nil {
@@ -392,6 +436,16 @@ func (b *bench) export(e *wenv, tools []tool) (map[string]stats, error) {
 		b.progress("export", e.w.name, r, samples)
 	}
 	return summarizeAll(samples), nil
+}
+
+// order is the order of n tools in round r: a permutation drawn from the
+// seed, new each round. A rotation of one fixed order would give every
+// tool the same predecessor in every round, and a tool that leaves work
+// behind (writeback, freed blocks, reclaim) would slow the same
+// successor each time: a bias of one row that no number of runs removes.
+func (b *bench) order(r, n int) []int {
+	rng := rand.New(rand.NewPCG(b.seed, uint64(r)))
+	return rng.Perm(n)
 }
 
 func summarizeAll(m map[string][]sample) map[string]stats {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +20,8 @@ type hookResult struct {
 	Create    stats // createRuntime
 	Poststop  stats // poststop
 	StateJSON string
+	Size      int64  // the hook binary's size
+	Init      string // its package initialisation (GODEBUG=inittrace=1), summed
 }
 
 func (b *bench) hookOverhead() (*hookResult, error) {
@@ -52,8 +55,7 @@ func (b *bench) hookOverhead() (*hookResult, error) {
 	samples := make([][]sample, len(runs))
 	n := max(30, 6*b.runs)
 	for r := 0; r <= n; r++ {
-		for i := range runs {
-			j := (i + r) % len(runs)
+		for _, j := range b.order(r, len(runs)) {
 			s, err := measure(runs[j].argv, dir, runs[j].stdin)
 			if err != nil {
 				return nil, err
@@ -64,8 +66,57 @@ func (b *bench) hookOverhead() (*hookResult, error) {
 		}
 	}
 	b.logf("hook overhead: %d runs", n)
-	return &hookResult{Args: args[1:], Baseline: summarize(samples[0]), Create: summarize(samples[1]),
-		Poststop: summarize(samples[2]), StateJSON: state("creating")}, nil
+	h := &hookResult{Args: args[1:], Baseline: summarize(samples[0]), Create: summarize(samples[1]),
+		Poststop: summarize(samples[2]), StateJSON: state("creating")}
+	if fi, err := os.Stat(b.hook); err == nil {
+		h.Size = fi.Size()
+	}
+	h.Init = initTrace(append(slicesClone(args), "createRuntime"), create)
+	return h, nil
+}
+
+// initTrace runs argv once with GODEBUG=inittrace=1 and sums what the Go
+// runtime reports of its package initialisers: how many, their clock
+// time, bytes and allocations, and the costliest three.
+func initTrace(argv []string, stdin string) string {
+	in, err := os.Open(stdin)
+	if err != nil {
+		return "?"
+	}
+	defer in.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = in
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Run() // its exit status is the hook's business; the trace is what counts
+	type pkg struct {
+		name  string
+		clock float64
+	}
+	var pkgs []pkg
+	var clock, bytes, allocs float64
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		// init internal/bytealg @0.008 ms, 0 ms clock, 0 bytes, 0 allocs
+		var name string
+		var at, c, by, al float64
+		if n, _ := fmt.Sscanf(l, "init %s @%f ms, %f ms clock, %f bytes, %f allocs", &name, &at, &c, &by, &al); n == 5 {
+			pkgs = append(pkgs, pkg{name, c})
+			clock += c
+			bytes += by
+			allocs += al
+		}
+	}
+	if len(pkgs) == 0 {
+		return "?"
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].clock > pkgs[j].clock })
+	var top []string
+	for i := 0; i < len(pkgs) && i < 3; i++ {
+		top = append(top, fmt.Sprintf("%s %.2f ms", pkgs[i].name, pkgs[i].clock))
+	}
+	return fmt.Sprintf("%d package initialisers, %.2f ms clock, %.0f KiB in %.0f allocations; costliest: %s",
+		len(pkgs), clock, bytes/1024, allocs, strings.Join(top, ", "))
 }
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
@@ -186,7 +237,7 @@ func describeMachine(workdir string) []kv {
 		{"memory", mem},
 		{"kernel (uname -r)", cmdOut("uname", "-r")},
 		{"disk", disk},
-		{"benchmark filesystem", "fresh ext4 (mkfs.ext4 -i 8192 -E lazy_itable_init=0,lazy_journal_init=0) in a sparse image, mount -o loop, one per workload"},
+		{"benchmark filesystem", "fresh ext4 (mkfs.ext4 -i 8192 -E lazy_itable_init=0,lazy_journal_init=0), one per workload: in a sparse image on tmpfs (mount -o loop), or on the disk in an image written in full (-full-images) through a direct-I/O loop device; each workload says which"},
 		{"Go", runtime.Version()},
 		{"GNU tar", cmdOut("tar", "--version")},
 		{"bsdtar", cmdOut("bsdtar", "--version")},

@@ -106,7 +106,14 @@ func newLoopFS(workdir, name string, size int64, directIO bool) (*loopFS, error)
 	if err != nil {
 		return nil, err
 	}
-	err = f.Truncate(size)
+	if directIO && fullImages {
+		// Every block of the image allocated and written on the host now:
+		// a sparse image makes the host file system allocate under the
+		// tools' writes, the cost of the image and not of the tools.
+		err = writeZeros(f, size)
+	} else {
+		err = f.Truncate(size)
+	}
 	f.Close()
 	if err != nil {
 		return nil, err
@@ -148,6 +155,20 @@ func newLoopFS(workdir, name string, size int64, directIO bool) (*loopFS, error)
 }
 
 func (l *loopFS) Close() { l.release() }
+
+// writeZeros writes size bytes of zeros to f, 4 MiB at a time, and syncs
+// them (like dd if=/dev/zero bs=4M conv=fsync).
+func writeZeros(f *os.File, size int64) error {
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < size; {
+		n := int(min(int64(len(buf)), size-off))
+		if _, err := f.Write(buf[:n]); err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return f.Sync()
+}
 
 // detachLoops detaches loop devices still backed by img (mount -o loop
 // sets autoclear, so normally there are none).

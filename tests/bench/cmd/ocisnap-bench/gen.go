@@ -17,7 +17,8 @@ import (
 type workload struct {
 	name    string
 	desc    string
-	fsSize  int64 // loop filesystem size
+	fsSize  int64  // loop filesystem size
+	force   string // "tmpfs" or "disk": the backing -backing asks for ("" prepare's choice)
 	image   func(g *gen, dir string) error
 	changes func(g *gen, merged string) error
 	axis    string // scaling plot: "entries" or "bytes", "" if not a point

@@ -30,6 +30,7 @@ type bench struct {
 	seed                 uint64
 	runs                 int
 	snapdrv, csdrv, hook string
+	cli                  string // bin/ocisnap, for its export row (skipped if empty)
 	log                  *os.File
 	tools                string // -tools
 	ramdir               string
@@ -97,6 +98,9 @@ func run() int {
 	flag.StringVar(&b.snapdrv, "snapdrv", filepath.Join(binDir, "snapdrv"), "the ocisnap engine driver")
 	flag.StringVar(&b.csdrv, "csdrv", filepath.Join(binDir, "csdrv"), "the containers/storage driver")
 	flag.StringVar(&b.hook, "hook", "", "bin/ocisnap-hook, for the hook overhead (skipped if empty)")
+	flag.StringVar(&b.cli, "cli", "", "bin/ocisnap, for the `ocisnap export -o` row (skipped if empty)")
+	flag.StringVar(&backingFlag, "backing", "auto", "where the loop images go: auto (tmpfs up to -ram-max-gib, else disk), tmpfs, disk, or both (each workload measured on each)")
+	flag.BoolVar(&fullImages, "full-images", true, "write a disk-backed image in full before mkfs (no sparse holes for the host file system to fill while tools are timed)")
 	flag.BoolVar(&verbose, "v", false, "show the tools' stderr")
 	flag.IntVar(&niceness, "nice", 0, "run the timed tools at this nice value (0: as is); all tools alike")
 	commit := flag.String("commit", "", "the ocisnap commit measured, for the report")
@@ -107,14 +111,23 @@ func run() int {
 	if *fromJSON != "" {
 		return renderFromJSON(*fromJSON, *notes, *outMD)
 	}
-	if b.hook != "" {
-		// The tools run in scratch directories.
-		abs, err := filepath.Abs(b.hook)
+	// The tools run in scratch directories.
+	for _, p := range []*string{&b.hook, &b.cli} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ocisnap-bench:", err)
 			return 1
 		}
-		b.hook = abs
+		*p = abs
+	}
+	switch backingFlag {
+	case "auto", "tmpfs", "disk", "both":
+	default:
+		fmt.Fprintf(os.Stderr, "ocisnap-bench: -backing %q: want auto, tmpfs, disk or both\n", backingFlag)
+		return 2
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "ocisnap-bench: needs root (loop devices, overlay mounts, chown)")
@@ -250,7 +263,11 @@ func requireTools(names ...string) error {
 // runFull: the main workloads with every tool, the scaling points with
 // the peers, the hook overhead and export's independence of the image.
 func (b *bench) runFull(rep *report, selected func(string) bool, withStrace bool) error {
-	all := []string{"ocisnap", "ocisnap-oci", "gnutar", "bsdtar", "cstorage", "cat", "cp"}
+	all := []string{"ocisnap", "ocisnap-oci", "gnutar", "bsdtar", "cstorage", "cat", "cp",
+		"ocisnap-durable", "gnutar-durable", "bsdtar-durable"}
+	if b.cli != "" {
+		all = append(all, "ocisnap-cli")
+	}
 	peers := []string{"ocisnap", "gnutar", "bsdtar", "cstorage"}
 	ws := fullWorkloads()
 	main, scaling := ws[:3], ws[3:]
@@ -258,11 +275,14 @@ func (b *bench) runFull(rep *report, selected func(string) bool, withStrace bool
 		if !selected(w.name) {
 			continue
 		}
-		wr, err := b.workload(w, all, true, withStrace)
-		if err != nil {
-			return err
+		for _, bk := range backings() {
+			w.force = bk
+			wr, err := b.workload(w, all, true, withStrace)
+			if err != nil {
+				return err
+			}
+			rep.Workloads = append(rep.Workloads, wr)
 		}
-		rep.Workloads = append(rep.Workloads, wr)
 	}
 	for _, w := range scaling {
 		if !selected(w.name) {
@@ -280,6 +300,13 @@ func (b *bench) runFull(rep *report, selected func(string) bool, withStrace bool
 			return err
 		}
 		rep.Hook = h
+	}
+	if selected("startup") && b.hook != "" && b.cli != "" {
+		s, err := b.startup()
+		if err != nil {
+			return err
+		}
+		rep.Startup = s
 	}
 	if selected("export-lower") {
 		l, err := b.lowerIndependence()
@@ -318,11 +345,14 @@ func (b *bench) runQuick(rep *report, selected func(string) bool) error {
 		if !selected(w.name) {
 			continue
 		}
-		wr, err := b.workload(w, []string{"ocisnap", "gnutar"}, false, false)
-		if err != nil {
-			return err
+		for _, bk := range backings() {
+			w.force = bk
+			wr, err := b.workload(w, []string{"ocisnap", "gnutar", "ocisnap-durable", "gnutar-durable"}, false, false)
+			if err != nil {
+				return err
+			}
+			rep.Workloads = append(rep.Workloads, wr)
 		}
-		rep.Workloads = append(rep.Workloads, wr)
 	}
 	return nil
 }
@@ -331,8 +361,12 @@ func (b *bench) workload(w *workload, keys []string, floors, withStrace bool) (w
 	if b.tools != "" {
 		keys = strings.Split(b.tools, ",")
 	}
+	durable := slices.Contains(keys, "ocisnap-durable")
 	for _, v := range variants {
 		keys = append(keys, "ocisnap["+v.K+"]")
+		if durable {
+			keys = append(keys, "ocisnap-durable["+v.K+"]")
+		}
 	}
 	e, err := b.prepare(w, slices.Contains(keys, "cp"))
 	if err != nil {
@@ -353,6 +387,24 @@ func (b *bench) workload(w *workload, keys []string, floors, withStrace bool) (w
 		}
 	}
 	return wr, nil
+}
+
+// -backing and -full-images.
+var (
+	backingFlag string
+	fullImages  bool
+)
+
+// backings are the backings each main workload is measured on: "" for
+// prepare's choice (-backing auto).
+func backings() []string {
+	switch backingFlag {
+	case "both":
+		return []string{"tmpfs", "disk"}
+	case "tmpfs", "disk":
+		return []string{backingFlag}
+	}
+	return []string{""}
 }
 
 // fullWorkloads: the issue's small, tiny and large, then the scaling

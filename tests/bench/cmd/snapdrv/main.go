@@ -3,23 +3,30 @@
 // measured alone:
 //
 //	snapdrv apply ROOT SNAPSHOT          # layer.Apply, default limits
-//	snapdrv export [-format f] [-lower DIR]... UPPER OUT  # layer.Write
+//	snapdrv export [-format f] [-lower DIR]... [-durable] UPPER OUT  # layer.Write
 //
-// Unlike the hook's export, OUT is not fsynced: the peers do not sync either.
+// Without -durable OUT is not fsynced (the CPU view: the plain peers do not
+// sync either). With -durable it is written as the hook writes a snapshot:
+// through pkg/location's file sink (a temporary file beside OUT, fsync,
+// rename over OUT, fsync of the directory).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
+	"github.com/ocisnap/ocisnap/pkg/location"
+	"github.com/ocisnap/ocisnap/pkg/policy"
 )
 
 type multi []string
@@ -42,6 +49,7 @@ func run() error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile")
 	format := fs.String("format", "overlay", "export whiteout format")
 	compression := fs.String("compression", "none", "export compression")
+	durable := fs.Bool("durable", false, "export: write OUT as the hook does (pkg/location's atomic file sink)")
 	var lowers multi
 	fs.Var(&lowers, "lower", "lower directory, top first (repeatable)")
 	if err := fs.Parse(os.Args[2:]); err != nil {
@@ -77,13 +85,16 @@ func run() error {
 		_, err = layer.Apply(ctx, root, snap)
 		return err
 	case "export":
-		out, err := os.Create(fs.Arg(1))
-		if err != nil {
-			return err
-		}
 		opts := []layer.WriteOpt{layer.WithFormat(layer.Format(*format)), layer.WithCompression(layer.Compression(*compression))}
 		if len(lowers) > 0 {
 			opts = append(opts, layer.WithLowers(lowers...))
+		}
+		if *durable {
+			return exportDurable(ctx, fs.Arg(0), fs.Arg(1), opts)
+		}
+		out, err := os.Create(fs.Arg(1))
+		if err != nil {
+			return err
 		}
 		// Through a sink like the hook's, not the *os.File itself.
 		if _, err := layer.Write(ctx, writerOnly{out}, fs.Arg(0), opts...); err != nil {
@@ -93,6 +104,28 @@ func run() error {
 		return out.Close()
 	}
 	return fmt.Errorf("unknown command %q", os.Args[1])
+}
+
+// exportDurable writes the snapshot of upper to out through the file sink
+// the hook uses (location.ParseSink of a path, the directory allowed by
+// the policy), committed like the hook's poststop export.
+func exportDurable(ctx context.Context, upper, out string, opts []layer.WriteOpt) error {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	sink, err := location.ParseSink(abs, &policy.Policy{AllowDirs: []string{filepath.Dir(abs)}})
+	if err != nil {
+		return err
+	}
+	p, err := sink.Create(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := layer.Write(ctx, p, upper, opts...); err != nil {
+		return errors.Join(err, p.Abort())
+	}
+	return p.Commit()
 }
 
 // writerOnly is the hook's sink (pkg/location's temporary file): Write,
