@@ -107,6 +107,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	cd tests/bench && $(GO) mod tidy -diff
 
 # demo.sh checks for Go first (and says where to get it), then installs
 # runc, podman and busybox if missing.
