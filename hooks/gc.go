@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/procstat"
@@ -148,8 +150,8 @@ func alive(rec *statefile.Record) bool {
 	if rec.PidStart != 0 {
 		return procstat.Alive(rec.Pid, rec.PidStart)
 	}
-	err := syscall.Kill(rec.Pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	err := unix.Kill(rec.Pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // knownToRuntime reports whether runc or crun still has a container id.

@@ -5,23 +5,24 @@ package statefile
 import (
 	"errors"
 	"os"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // tryLock flocks f without blocking; false if others hold it.
 func tryLock(f *os.File, exclusive bool) (bool, error) {
-	how := syscall.LOCK_SH
+	how := unix.LOCK_SH
 	if exclusive {
-		how = syscall.LOCK_EX
+		how = unix.LOCK_EX
 	}
 	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		switch {
 		case err == nil:
 			return true, nil
-		case errors.Is(err, syscall.EWOULDBLOCK):
+		case errors.Is(err, unix.EWOULDBLOCK):
 			return false, nil
-		case errors.Is(err, syscall.EINTR):
+		case errors.Is(err, unix.EINTR):
 			continue
 		}
 		return false, err
