@@ -74,6 +74,9 @@ type Export struct {
 	Dest        string `json:"dest"`
 	Format      string `json:"format,omitempty"`
 	Compression string `json:"compression,omitempty"`
+	// Persist: the destination is io.ocisnap.persist's, restored at
+	// create time; on oci: and docker:// the export adds a layer.
+	Persist bool `json:"persist,omitempty"`
 	// For oci:/docker:// destinations, what the snapshot manifest's
 	// config records: the container's name and its base image (name and
 	// digest from the engine's annotations, or the chain of lower layers).

@@ -286,6 +286,10 @@ func (d *Delta) skip(rel string) []string {
 	return gone
 }
 
+// Full makes d leave out only the runtime's unchanged stubs, as for a
+// whole snapshot (before Write starts).
+func (d *Delta) Full() { d.incremental = false }
+
 // Entry implements layer.Delta.
 func (d *Delta) Entry(rel string, id layer.FileID) (bool, []string, error) {
 	gone := d.skip(rel)
