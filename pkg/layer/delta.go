@@ -23,14 +23,29 @@ type FileID struct {
 // for every entry below the root in its walk order (ComparePaths), and
 // Finish once at the end.
 //
-// An unchanged entry is left out; an unchanged directory is written (never
-// as opaque: that was said by an earlier layer) only when something below
-// it is. Each path Entry or Finish returns as gone is written as a
-// whiteout, before the entry; paths under an excluded one are dropped.
+// An unchanged entry is left out; an unchanged directory is written only
+// when something below it is. A directory recorded as opaque is not
+// written as opaque again (Unchanged, ChangedOpaque): an earlier layer
+// said so, and saying it again would hide that layer's children; if the
+// container replaced it, the old children are gone and reported so. Each path
+// Entry or Finish returns as gone is written as a whiteout, before the
+// entry; paths under an excluded one are dropped.
 type Delta interface {
-	Entry(rel string, id FileID) (unchanged bool, gone []string, err error)
+	Entry(rel string, id FileID) (c Change, gone []string, err error)
 	Finish() (gone []string, err error)
 }
+
+// Change is what a Delta says of an entry.
+type Change int
+
+const (
+	// New: not recorded, or recorded as another type, or changed.
+	New Change = iota
+	// ChangedOpaque: recorded as an opaque directory, changed since.
+	ChangedOpaque
+	// Unchanged: as recorded.
+	Unchanged
+)
 
 // WithDelta makes Write leave out what d says is unchanged and write
 // whiteouts for what d says is gone (a layer to add on top of earlier

@@ -107,8 +107,8 @@ type object struct {
 	name  string
 	full  string
 	st    unix.Stat_t
-	// unchanged: the delta (WithDelta) says the entry is as recorded.
-	unchanged bool
+	// change is what the delta (WithDelta) says of the entry.
+	change Change
 }
 
 func fileID(st *unix.Stat_t) FileID {
@@ -117,15 +117,15 @@ func fileID(st *unix.Stat_t) FileID {
 
 // deltaEntry asks the delta about rel and writes the whiteouts of what is
 // gone before it.
-func (wk *walker) deltaEntry(rel string, st *unix.Stat_t) (bool, error) {
+func (wk *walker) deltaEntry(rel string, st *unix.Stat_t) (Change, error) {
 	if wk.o.delta == nil {
-		return false, nil
+		return New, nil
 	}
-	unchanged, gone, err := wk.o.delta.Entry(rel, fileID(st))
+	c, gone, err := wk.o.delta.Entry(rel, fileID(st))
 	if err != nil {
-		return false, exportError(rel, err)
+		return New, exportError(rel, err)
 	}
-	return unchanged, wk.gone(gone)
+	return c, wk.gone(gone)
 }
 
 // gone writes a whiteout for each path, but none under an excluded path.
@@ -255,10 +255,10 @@ func (wk *walker) walkUpper(fd int, node *dirNode) error {
 		if err := unix.Fstatat(fd, name, &ob.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return exportError(rel, err)
 		}
-		if ob.unchanged, err = wk.deltaEntry(rel, &ob.st); err != nil {
+		if ob.change, err = wk.deltaEntry(rel, &ob.st); err != nil {
 			return err
 		}
-		if ob.unchanged && ob.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if ob.change == Unchanged && ob.st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
 		if err := wk.entry(rel, &ob, node, nil); err != nil {
@@ -400,10 +400,10 @@ func (wk *walker) dir(rel string, ob *object, parent *dirNode, res *lookupResult
 		}
 		return wk.walkMerged(node)
 	}
-	if ob.unchanged {
+	opaque := meta[ovlOpaque] == "y" && ob.change == New
+	if ob.change == Unchanged {
 		// As recorded: written only if something below it is, and not
-		// opaque (an earlier layer said so; saying it again would hide
-		// that layer's children).
+		// opaque (see Delta).
 		wk.pending = append(wk.pending, pendingDir{rel: rel, e: &Entry{Path: rel, Header: hdr}})
 		err := wk.walkUpper(fd, node)
 		if n := len(wk.pending); n > 0 && wk.pending[n-1].rel == rel {
@@ -411,7 +411,7 @@ func (wk *walker) dir(rel string, ob *object, parent *dirNode, res *lookupResult
 		}
 		return err
 	}
-	if err := wk.put(rel, &Entry{Path: rel, Header: hdr, Opaque: meta[ovlOpaque] == "y"}, nil); err != nil {
+	if err := wk.put(rel, &Entry{Path: rel, Header: hdr, Opaque: opaque}, nil); err != nil {
 		return err
 	}
 	return wk.walkUpper(fd, node)
@@ -460,6 +460,9 @@ func (wk *walker) regular(rel string, ob *object, parent *dirNode, res *lookupRe
 					return exportError(rel, err)
 				}
 				wk.dirRef = d
+			}
+			if err := wk.flushPending(); err != nil {
+				return err
 			}
 			return wk.pipe.queueRead(rel, &Entry{Path: rel, Header: hdr}, wk.dirRef, ob.name)
 		}
@@ -560,16 +563,23 @@ func (wk *walker) header(rel string, st *unix.Stat_t, xattrs map[string]string) 
 	return hdr, nil
 }
 
+// flushPending writes the unchanged directories held back (WithDelta),
+// before an entry below them.
+func (wk *walker) flushPending() error {
+	pend := wk.pending
+	wk.pending = nil
+	for _, d := range pend {
+		if err := wk.put(d.rel, d.e, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // put hands an entry to the Writer: directly, or through the pipe.
 func (wk *walker) put(rel string, e *Entry, content io.Reader) error {
-	if len(wk.pending) > 0 {
-		pend := wk.pending
-		wk.pending = nil
-		for _, d := range pend {
-			if err := wk.put(d.rel, d.e, nil); err != nil {
-				return err
-			}
-		}
+	if err := wk.flushPending(); err != nil {
+		return err
 	}
 	if wk.pipe != nil {
 		return wk.pipe.queue(rel, e, content)

@@ -58,6 +58,8 @@ type Entry struct {
 	Tag  byte
 	Path string
 	ID   layer.FileID
+	// Opaque: a directory with the overlay's opaque xattr.
+	Opaque bool
 }
 
 // ErrCorrupt is wrapped by the error for a record that cannot be read.
@@ -110,7 +112,7 @@ func Take(dst, upper string, hdr Header, pre string, allEngine bool) (err error)
 	if err := advance(); err != nil {
 		return err
 	}
-	err = walk(upper, func(rel string, id layer.FileID) error {
+	err = walk(upper, func(rel string, id layer.FileID, opaque bool) error {
 		tag := byte(TagRestored)
 		if allEngine && prev == nil {
 			tag = TagEngine
@@ -128,7 +130,11 @@ func Take(dst, upper string, hdr Header, pre string, allEngine bool) (err error)
 				return err
 			}
 		}
-		_, err := fmt.Fprintf(w, "%c %d %d %d %d %s\n", tag, id.Ino, id.CtimeNs, id.Size, id.Mode, strconv.Quote(rel))
+		flags := 0
+		if opaque {
+			flags = 1
+		}
+		_, err := fmt.Fprintf(w, "%c %d %d %d %d %d %s\n", tag, id.Ino, id.CtimeNs, id.Size, id.Mode, flags, strconv.Quote(rel))
 		return err
 	})
 	if err != nil {
@@ -191,9 +197,9 @@ func (r *Reader) Next() (e Entry, ok bool, err error) {
 	if err != nil {
 		return bad(err.Error())
 	}
-	f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 6)
-	if len(f) != 6 || len(f[0]) != 1 {
-		return bad("want 6 fields")
+	f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 7)
+	if len(f) != 7 || len(f[0]) != 1 {
+		return bad("want 7 fields")
 	}
 	e.Tag = f[0][0]
 	if e.Tag != TagEngine && e.Tag != TagRestored {
@@ -211,10 +217,11 @@ func (r *Reader) Next() (e Entry, ok bool, err error) {
 	e.ID.CtimeNs = parse(f[2])
 	e.ID.Size = parse(f[3])
 	e.ID.Mode = uint32(parse(f[4]))
+	e.Opaque = parse(f[5])&1 != 0
 	if perr != nil {
 		return bad(perr.Error())
 	}
-	if e.Path, perr = strconv.Unquote(f[5]); perr != nil || e.Path == "" {
+	if e.Path, perr = strconv.Unquote(f[6]); perr != nil || e.Path == "" {
 		return bad("bad path")
 	}
 	return e, true, nil
@@ -291,20 +298,23 @@ func (d *Delta) skip(rel string) []string {
 func (d *Delta) Full() { d.incremental = false }
 
 // Entry implements layer.Delta.
-func (d *Delta) Entry(rel string, id layer.FileID) (bool, []string, error) {
+func (d *Delta) Entry(rel string, id layer.FileID) (layer.Change, []string, error) {
 	gone := d.skip(rel)
-	unchanged := false
+	c := layer.New
 	if d.cur != nil && d.cur.Path == rel {
-		unchanged = d.cur.ID == id && (d.incremental || d.cur.Tag == TagEngine)
+		switch {
+		case d.cur.ID == id && (d.incremental || d.cur.Tag == TagEngine):
+			c = layer.Unchanged
+			d.Left++
+		case d.incremental && d.cur.Opaque && id.Mode&0o170000 == 0o040000:
+			c = layer.ChangedOpaque
+		}
 		if id.Mode&0o170000 != 0o040000 {
 			d.nonDir = rel
 		}
 		d.next()
 	}
-	if unchanged {
-		d.Left++
-	}
-	return unchanged, gone, d.err
+	return c, gone, d.err
 }
 
 // Finish implements layer.Delta.

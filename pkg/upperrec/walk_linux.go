@@ -9,6 +9,19 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/layer"
 )
 
+// opaqueDir reports whether the directory open at fd has the overlay's
+// opaque xattr (trusted.overlay.opaque, or user.overlay.opaque with
+// userxattr).
+func opaqueDir(fd int) bool {
+	var v [1]byte
+	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+		if n, err := unix.Fgetxattr(fd, x, v[:]); err == nil && n == 1 && v[0] == 'y' {
+			return true
+		}
+	}
+	return false
+}
+
 func dirID(dir string) (ino, dev uint64, err error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
@@ -18,7 +31,7 @@ func dirID(dir string) (ino, dev uint64, err error) {
 }
 
 // walk calls fn for every entry below upper, in layer.Write's order.
-func walk(upper string, fn func(rel string, id layer.FileID) error) error {
+func walk(upper string, fn func(rel string, id layer.FileID, opaque bool) error) error {
 	fd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -27,7 +40,7 @@ func walk(upper string, fn func(rel string, id layer.FileID) error) error {
 	return walkDir(fd, "", make([]byte, 64<<10), fn)
 }
 
-func walkDir(fd int, rel string, buf []byte, fn func(string, layer.FileID) error) error {
+func walkDir(fd int, rel string, buf []byte, fn func(string, layer.FileID, bool) error) error {
 	var names []string
 	for {
 		n, err := unix.Getdents(fd, buf)
@@ -53,14 +66,21 @@ func walkDir(fd int, rel string, buf []byte, fn func(string, layer.FileID) error
 			return fmt.Errorf("%q: %w", "/"+r, err)
 		}
 		id := layer.FileID{Ino: st.Ino, CtimeNs: st.Ctim.Nano(), Size: st.Size, Mode: st.Mode}
-		if err := fn(r, id); err != nil {
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := fn(r, id, false); err != nil {
+				return err
+			}
+			continue
+		}
+		cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("%q: %w", "/"+r, err)
+		}
+		if err := fn(r, id, opaqueDir(cfd)); err != nil {
+			unix.Close(cfd)
 			return err
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("%q: %w", "/"+r, err)
-			}
+		{
 			err = walkDir(cfd, r, buf, fn)
 			unix.Close(cfd)
 			if err != nil {
