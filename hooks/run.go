@@ -153,7 +153,7 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 	// Refuse a forbidden export destination before anything is done.
 	if req.export != nil {
 		if err := h.checkExportDest(req.export); err != nil {
-			return fmt.Errorf("%s=%s: %w", KeyExport, req.export.dest, err)
+			return fmt.Errorf("%s=%s: %w", req.export.key, req.export.dest, err)
 		}
 	}
 	upper, pre := h.preRecord(c, req)

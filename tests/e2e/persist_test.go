@@ -211,3 +211,24 @@ func TestRegistryPersistChain(t *testing.T) {
 		t.Fatalf("node B restores another tree from the chain:\n%s", testutil.TreeDiff(want, got))
 	}
 }
+
+// TestPodmanPersistBrokenFailsStart: only "nothing there" starts empty; a
+// location holding something that is not a snapshot still fails the
+// start, naming the annotation.
+func TestPodmanPersistBrokenFailsStart(t *testing.T) {
+	p := newPodman(t, hooksDir)
+	img := p.testImage()
+	dir := snapshotDir(t)
+	broken := filepath.Join(dir, "broken.tar")
+	must(t, os.WriteFile(broken, []byte("not a tar at all, and long enough to be read as one: "+strings.Repeat("x", 1024)), 0o600))
+	out, err := p.runErr("run", "--rm", "--network=none", "--annotation", "io.ocisnap.persist="+broken, img, "true")
+	if err == nil || !strings.Contains(out, "io.ocisnap.persist") {
+		t.Fatalf("a persist location holding garbage: err %v, output %q; want a failed start naming io.ocisnap.persist", err, out)
+	}
+	// Nothing there: starts empty, and the stop writes the snapshot.
+	fresh := filepath.Join(dir, "fresh.tar")
+	p.run("run", "--rm", "--network=none", "--annotation", "io.ocisnap.persist="+fresh, img, "sh", "-c", "echo 1 > /n")
+	if got := strings.Join(snapshotEntries(t, fresh), " "); got != "./ ./n" {
+		t.Fatalf("first persist to a file wrote %q, want ./ ./n", got)
+	}
+}
