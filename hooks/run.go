@@ -172,6 +172,9 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 	}
 	rec, err := h.newRecord(c, req)
 	if err != nil {
+		if upper != "" {
+			os.Remove(h.state.UpperFile(c.State.ID)) // no record to go with it
+		}
 		return err
 	}
 	if req.view != nil {
