@@ -254,11 +254,16 @@ func mutate(t *testing.T, rng *rand.Rand, merged string, n int, seq *int) []stri
 func TestPersistCycles(t *testing.T) {
 	testutil.RequireRoot(t)
 	for seed := range uint64(6) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { persistCycles(t, seed) })
+		// Odd seeds write the oci whiteout format.
+		f := layer.FormatOverlay
+		if seed%2 == 1 {
+			f = layer.FormatOCI
+		}
+		t.Run(fmt.Sprint("seed", seed, "-", f), func(t *testing.T) { persistCycles(t, seed, f) })
 	}
 }
 
-func persistCycles(t *testing.T, seed uint64) {
+func persistCycles(t *testing.T, seed uint64, format layer.Format) {
 	ctx := context.Background()
 	lower := filepath.Join(t.TempDir(), "lower")
 	testutil.BuildTree(t, lower,
@@ -306,7 +311,7 @@ func persistCycles(t *testing.T, seed uint64) {
 		incremental := len(chain) > 0 && len(chain) < maxLayers
 		d := upperrec.NewDelta(r, incremental)
 		var buf bytes.Buffer
-		if _, err := layer.Write(ctx, &buf, o.upper, layer.WithDelta(d), layer.WithLowers(lower)); err != nil {
+		if _, err := layer.Write(ctx, &buf, o.upper, layer.WithDelta(d), layer.WithLowers(lower), layer.WithFormat(format)); err != nil {
 			t.Fatalf("cycle %d: export: %v", cycle, err)
 		}
 		r.Close()
@@ -329,7 +334,7 @@ func persistCycles(t *testing.T, seed uint64) {
 			readers[i] = bytes.NewReader(l)
 		}
 		var sq bytes.Buffer
-		if _, err := layer.Squash(ctx, &sq, readers, layer.FormatOverlay, layer.CompressionNone); err != nil {
+		if _, err := layer.Squash(ctx, &sq, readers, format, layer.CompressionZstd); err != nil {
 			t.Fatalf("cycle %d: squash: %v", cycle, err)
 		}
 		s := mount(t, lower)
