@@ -47,6 +47,11 @@ type Config struct {
 	// (--registry-timeout).
 	RegistryTimeout time.Duration
 
+	// MaxLayers bounds a layered snapshot (io.ocisnap.persist on oci: and
+	// docker://): an export that would make it longer writes one whole
+	// layer instead (--max-layers).
+	MaxLayers int
+
 	// defaultAllowDir is the built-in snapshot directory, which the hook
 	// may create (0700) when an export needs it and it is still allowed.
 	defaultAllowDir string
@@ -68,6 +73,7 @@ func DefaultConfig() Config {
 		Registry:     location.Registry{SpoolDir: location.DefaultSpoolDir, CertsDir: location.DefaultCertsDir},
 
 		RegistryTimeout: DefaultRegistryTimeout,
+		MaxLayers:       DefaultMaxLayers,
 	}
 	if uid, rootless := hostUID(); rootless {
 		state, allow, views := userDefaults(uid)
@@ -99,8 +105,13 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 		"directory of the failure records that ocisnap status lists (persistent; outside every --allow-dir and --allow-view-dir)")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
+	fs.IntVar(&cfg.MaxLayers, "max-layers", cfg.MaxLayers,
+		"most layers of a persisted oci:/docker:// snapshot; past it, the export writes one whole layer instead")
 	registerRegistryFlags(fs, cfg)
 }
+
+// DefaultMaxLayers is --max-layers' default.
+const DefaultMaxLayers = 16
 
 // CheckStatusDir refuses a --status-dir that is relative, or that is, is
 // inside or holds an allowed or view directory: an export or a view source

@@ -91,7 +91,7 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 		}
 		if e := req.export; e != nil {
 			out = append(out, Action{Stage: acting, Action: "export",
-				Detail:  fmt.Sprintf("write the writable layer to %s (%s format, %s compression)", e.dest, e.format, e.compression),
+				Detail:  fmt.Sprintf("write the writable layer to %s (%s format, %s compression)%s", e.dest, e.format, e.compression, persistNote(e)),
 				Problem: check(e.dest)})
 		}
 		if req.restore != "" && req.export == nil && req.view == nil {
@@ -101,7 +101,7 @@ func Explain(args []string, stage string, annotations map[string]string) []Actio
 	}
 	if req.restore != "" {
 		out = append(out, Action{Stage: acting, Action: "restore",
-			Detail: fmt.Sprintf("apply %s (from %s) onto the rootfs", req.restore, req.restoreKey), Problem: check(req.restore)})
+			Detail: fmt.Sprintf("apply %s (from %s) onto the rootfs%s", req.restore, req.restoreKey, firstStartNote(req)), Problem: check(req.restore)})
 	}
 	if e := req.export; e != nil {
 		out = append(out, Action{Stage: acting, Action: "record-export",
@@ -152,4 +152,23 @@ func nothingFor(annotations map[string]string, name string) string {
 		return "nothing to do for these annotations; the hook exits at once"
 	}
 	return "the hook runs and does nothing: " + strings.Join(others, ", ") + "; " + this
+}
+
+// persistNote says how an io.ocisnap.persist export writes.
+func persistNote(e *exportRequest) string {
+	switch {
+	case !e.persist:
+		return ""
+	case location.HoldsManifest(e.dest):
+		return "; only the changes since the restore, as a new layer (up to --max-layers)"
+	}
+	return "; the whole snapshot"
+}
+
+// firstStartNote says that a persist location with nothing yet is fine.
+func firstStartNote(req *request) string {
+	if req.export != nil && req.export.persist {
+		return " if it holds a snapshot (nothing there yet: the container starts empty)"
+	}
+	return ""
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocisnap/ocisnap/pkg/layer"
@@ -18,6 +20,7 @@ import (
 	"github.com/ocisnap/ocisnap/pkg/policy"
 	"github.com/ocisnap/ocisnap/pkg/procstat"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
+	"github.com/ocisnap/ocisnap/pkg/upperrec"
 	"github.com/ocisnap/ocisnap/pkg/view"
 )
 
@@ -102,6 +105,7 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 			Dest:        req.export.dest,
 			Format:      string(req.export.format),
 			Compression: string(req.export.compression),
+			Persist:     req.export.persist,
 		}
 		if location.HoldsManifest(req.export.dest) {
 			recordBase(rec.Export, c, m.Lowers)
@@ -159,11 +163,33 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	// of the staged snapshot: a slow push leaves it in the spool.
 	location.Describe(sink, snapshotInfo(rec.Export))
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
-	p, err := sink.Create(ctx)
-	if err != nil {
-		return err
+	plan := h.planExport(rec)
+	defer plan.close()
+	if plan.delta != nil {
+		opts = append(opts, layer.WithDelta(plan.delta))
+	}
+	var p location.Pending
+	if a, ok := sink.(location.Appender); ok && plan.base != "" {
+		p, err = a.CreateOn(ctx, plan.base)
+		if errors.Is(err, location.ErrBaseMoved) || errors.Is(err, location.ErrNotFound) {
+			h.log.Warn("the location no longer holds the restored snapshot: exporting a whole layer", "annotation", KeyPersist,
+				"dest", rec.Export.Dest, "err", err)
+			plan.delta.Full()
+			plan.base = ""
+		} else if err != nil {
+			return err
+		}
+	}
+	if plan.base == "" {
+		if p, err = sink.Create(ctx); err != nil {
+			return err
+		}
 	}
 	err = WriteSnapshot(ctx, p, rec.Overlay.Upper, opts...)
+	if err == nil && plan.delta != nil {
+		h.log.Info("exported", "dest", rec.Export.Dest, "layered", plan.base != "", "unchanged", plan.delta.Left,
+			"whiteouts", plan.delta.Gone)
+	}
 	if errors.Is(err, location.ErrSpooled) {
 		// Nothing is lost: `ocisnap push --pending` delivers it.
 		h.log.Warn("export kept in the spool: the registry could not be reached", "annotation", KeyExport,
@@ -197,4 +223,100 @@ func excludes(rec *statefile.Record) []string {
 		upper = rec.Overlay.Upper
 	}
 	return view.Excludes(upper, viewStates(rec.Views), rec.MountDestinations)
+}
+
+// preRecord returns the upper directory of a container whose export is
+// requested, and, when a restore comes first, a record of what the upper
+// holds before it (the runtime's stubs), so that recordUpper can tell the
+// two apart. "" for upper: no record is kept (the export is then a whole
+// snapshot, stubs included).
+func (h *hook) preRecord(c *ocistate.Container, req *request) (upper, pre string) {
+	if req.export == nil {
+		return "", ""
+	}
+	m, err := overlay.Find(c.Rootfs)
+	if err != nil || m.Upper == "" {
+		return "", "" // newRecord says why
+	}
+	file := h.state.UpperFile(c.State.ID)
+	if file == "" {
+		return "", ""
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		h.log.Warn("no upper record: the export will include the runtime's stubs", "err", err)
+		return "", ""
+	}
+	if req.restore == "" {
+		return m.Upper, ""
+	}
+	pre = file + ".pre"
+	if err := upperrec.Take(pre, m.Upper, upperrec.Header{}, "", true); err != nil {
+		h.log.Warn("no upper record: the export will include the runtime's stubs", "err", err)
+		os.Remove(pre)
+		return "", ""
+	}
+	return m.Upper, pre
+}
+
+// recordUpper records what the upper holds after the restore (docs/snapshot-format.md,
+// "Layered snapshots"): entries there before it and untouched by it are
+// the runtime's (all of them when there was no restore), the others the
+// restore's. A failure is logged: the export is then a whole snapshot.
+func (h *hook) recordUpper(id, upper, pre string, noRestore bool, res restored) {
+	file := h.state.UpperFile(id)
+	hdr := upperrec.Header{Base: res.digest, Layers: res.layers, Format: res.format}
+	if err := upperrec.Take(file, upper, hdr, pre, noRestore); err != nil {
+		h.log.Warn("no upper record: the export will be a whole snapshot, with the runtime's stubs", "err", err)
+		os.Remove(file)
+	}
+}
+
+// exportPlan is how export writes: with which delta (nil: everything) and
+// on top of which manifest ("" for a new snapshot of one layer).
+type exportPlan struct {
+	delta *upperrec.Delta
+	base  digest.Digest
+	close func()
+}
+
+// planExport reads the container's upper record: without one (state
+// lost), or with one of another upper, the export is whole and says so;
+// with one, the runtime's unchanged stubs are left out, and for
+// io.ocisnap.persist on oci:/docker:// only the changes since the restore
+// are written, as a layer on the restored manifest, while the chain stays
+// within --max-layers and the format is the chain's.
+func (h *hook) planExport(rec *statefile.Record) exportPlan {
+	plan := exportPlan{close: func() {}}
+	file := h.state.UpperFile(rec.ID)
+	layered := rec.Export.Persist && location.HoldsManifest(rec.Export.Dest)
+	r, hdr, err := upperrec.Open(file)
+	if err != nil {
+		if layered {
+			h.log.Info("no record of the upper at create time: exporting a whole layer", "annotation", KeyPersist,
+				"dest", rec.Export.Dest, "err", err)
+		}
+		return plan
+	}
+	if !hdr.Matches(rec.Overlay.Upper) {
+		r.Close()
+		h.log.Warn("the upper record is of another upper directory: exporting a whole layer", "dest", rec.Export.Dest,
+			"record", file, "upper", rec.Overlay.Upper)
+		return plan
+	}
+	plan.close = func() { r.Close() }
+	incremental := false
+	switch {
+	case !layered || hdr.Base == "":
+	case hdr.Format != rec.Export.Format:
+		h.log.Info("the export format differs from the restored chain's: exporting a whole layer", "annotation", KeyPersist,
+			"dest", rec.Export.Dest, "chain", hdr.Format, "format", rec.Export.Format)
+	case h.cfg.MaxLayers > 0 && hdr.Layers+1 > h.cfg.MaxLayers:
+		h.log.Info("the chain is at --max-layers: exporting one whole layer instead", "annotation", KeyPersist,
+			"dest", rec.Export.Dest, "layers", hdr.Layers, "max", h.cfg.MaxLayers)
+	default:
+		incremental = true
+		plan.base = digest.Digest(hdr.Base)
+	}
+	plan.delta = upperrec.NewDelta(r, incremental)
+	return plan
 }

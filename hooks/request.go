@@ -21,6 +21,7 @@ const (
 	KeyExportFormat      = "io.ocisnap.export-format"
 	KeyExportCompression = "io.ocisnap.export-compression"
 	KeyView              = "io.ocisnap.view"
+	KeyPersist           = "io.ocisnap.persist"
 	KeyViewBinds         = "io.ocisnap.view-binds"
 	KeyViewMount         = "io.ocisnap.view-mount"
 	// KeyGVisorRestore is gVisor's restore annotation, honoured only with
@@ -34,8 +35,8 @@ const (
 // those specified but not implemented yet (docs/annotations.md, "Keys" and
 // "Planned"): any other io.ocisnap.* key is refused (checkKeys).
 var (
-	knownKeys   = []string{KeyRestore, KeyExport, KeyExportFormat, KeyExportCompression, KeyView, KeyViewBinds, KeyViewMount}
-	plannedKeys = []string{"io.ocisnap.persist", "io.ocisnap.export-exclude"}
+	knownKeys   = []string{KeyRestore, KeyExport, KeyExportFormat, KeyExportCompression, KeyView, KeyViewBinds, KeyViewMount, KeyPersist}
+	plannedKeys = []string{"io.ocisnap.export-exclude"}
 )
 
 // What is wrong with an annotation, for callers to test with errors.Is.
@@ -88,7 +89,13 @@ type request struct {
 }
 
 type exportRequest struct {
-	dest        string
+	// key is the annotation the destination came from (io.ocisnap.export
+	// or io.ocisnap.persist).
+	key  string
+	dest string
+	// persist: the destination is also the restore source; on oci: and
+	// docker:// the export adds a layer to what was restored.
+	persist     bool
 	format      layer.Format
 	compression layer.Compression
 }
@@ -112,7 +119,22 @@ func parseRequest(c *ocistate.Container, cfg *Config) (*request, error) {
 		}
 		req.restore, req.restoreKey = v, key
 	}
-	if key, dest, ok := c.AnnotationKey(KeyExport); ok {
+	pkey, pv, persist := c.AnnotationKey(KeyPersist)
+	if persist {
+		if pv == "" {
+			return nil, annotationErr(pkey, "", ErrEmptyValue, "empty value")
+		}
+		for _, k := range []string{KeyRestore, KeyExport} {
+			if other, _, ok := c.AnnotationKey(k); ok {
+				return nil, annotationErr(pkey, pv, ErrBadValue, "given with %s: persist restores and exports itself", other)
+			}
+		}
+		req.restore, req.restoreKey = pv, pkey
+	}
+	if key, dest, ok := c.AnnotationKey(KeyExport); ok || persist {
+		if persist {
+			key, dest = pkey, pv
+		}
 		if dest == "" {
 			return nil, annotationErr(key, "", ErrEmptyValue, "empty value")
 		}
@@ -129,7 +151,7 @@ func parseRequest(c *ocistate.Container, cfg *Config) (*request, error) {
 		if err != nil {
 			return nil, &AnnotationError{Key: ckey, Value: cv, Kind: ErrBadValue, Err: err}
 		}
-		req.export = &exportRequest{dest: dest, format: f, compression: comp}
+		req.export = &exportRequest{key: key, dest: dest, persist: persist, format: f, compression: comp}
 	}
 	view, err := parseViewRequest(c)
 	if err != nil {

@@ -103,7 +103,11 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("%s=%q ignored", KeyRestore, v)
 		}
 		if req.export != nil {
-			if v, _ := lookup(KeyExport); v != req.export.dest || v == "" {
+			key := KeyExport
+			if req.export.persist {
+				key = KeyPersist
+			}
+			if v, _ := lookup(key); v != req.export.dest || v == "" {
 				t.Fatalf("export %q, annotation %q", req.export.dest, v)
 			}
 			if _, err := location.ParseSink(req.export.dest, &cfg.Policy); err == nil {

@@ -2,8 +2,10 @@ package hooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,9 +25,25 @@ import (
 // model"); every entry is confined to the rootfs, and to the rootfs's own
 // mount, by layer.Apply.
 func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage string) error {
+	_, err := h.restoreSnapshot(ctx, c, ref, stage, false)
+	return err
+}
+
+// restored is what a restore applied: the manifest's digest ("" for a
+// plain file, or when nothing was there), its layer count and format.
+type restored struct {
+	digest string
+	layers int
+	format string
+}
+
+// restoreSnapshot is restore; with emptyOK (io.ocisnap.persist) a location
+// that holds no snapshot yet is a first start: nothing is applied, and
+// the zero restored is returned. Any other error still fails.
+func (h *hook) restoreSnapshot(ctx context.Context, c *ocistate.Container, ref, stage string, emptyOK bool) (restored, error) {
 	src, err := location.ParseSource(ref, &h.cfg.Policy, h.registryOpt())
 	if err != nil {
-		return err
+		return restored{}, err
 	}
 	if location.Kind(ref) == location.KindDocker {
 		var cancel context.CancelFunc
@@ -33,13 +51,17 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage st
 		defer cancel()
 	}
 	snap, err := src.Open(ctx)
+	if emptyOK && (errors.Is(err, location.ErrNotFound) || errors.Is(err, fs.ErrNotExist)) {
+		h.log.Info("nothing to restore yet: the container starts empty", "annotation", KeyPersist, "source", ref, "why", err)
+		return restored{}, nil
+	}
 	if err != nil {
-		return missing("snapshot", ref, err)
+		return restored{}, missing("snapshot", ref, err)
 	}
 	defer snap.Close()
 	root, err := openRootfs(c, stage)
 	if err != nil {
-		return fmt.Errorf("open rootfs: %w", err)
+		return restored{}, fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
 	opts := ApplyOpts(&h.cfg.Policy, idMap(c.UIDMappings(), c.GIDMappings()))
@@ -53,11 +75,15 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage st
 		return err
 	})
 	if err != nil {
-		return err
+		return restored{}, err
 	}
 	h.log.Info("restored", "source", src.String(), "rootfs", c.Rootfs, "layers", len(snap.Layers),
 		"entries", total.Entries, "bytes", total.Bytes)
-	return nil
+	res := restored{digest: snap.Digest.String(), layers: len(snap.Layers)}
+	if snap.Config != nil {
+		res.format = snap.Config.Format
+	}
+	return res, nil
 }
 
 // ApplyOpts are the options of a restore under the administrator's policy p

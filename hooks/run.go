@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -152,16 +153,28 @@ func (h *hook) create(ctx context.Context, st *specs.State, stage string) error 
 	// Refuse a forbidden export destination before anything is done.
 	if req.export != nil {
 		if err := h.checkExportDest(req.export); err != nil {
-			return fmt.Errorf("%s=%s: %w", KeyExport, req.export.dest, err)
+			return fmt.Errorf("%s=%s: %w", req.export.key, req.export.dest, err)
 		}
 	}
+	upper, pre := h.preRecord(c, req)
+	if pre != "" {
+		defer os.Remove(pre)
+	}
+	var res restored
 	if req.restore != "" {
-		if err := h.restore(ctx, c, req.restore, stage); err != nil {
+		persist := req.export != nil && req.export.persist
+		if res, err = h.restoreSnapshot(ctx, c, req.restore, stage, persist); err != nil {
 			return fmt.Errorf("%s=%s: %w", req.restoreKey, req.restore, err)
 		}
 	}
+	if upper != "" {
+		h.recordUpper(c.State.ID, upper, pre, req.restore == "", res)
+	}
 	rec, err := h.newRecord(c, req)
 	if err != nil {
+		if upper != "" {
+			os.Remove(h.state.UpperFile(c.State.ID)) // no record to go with it
+		}
 		return err
 	}
 	if req.view != nil {

@@ -102,6 +102,7 @@ func newRoot(a *app) *cobra.Command {
 		newApplyCmd(a),
 		newDiffCmd(a),
 		newConvertCmd(a),
+		newSquashCmd(a),
 		newHooksCmd(a),
 		newGCCmd(a),
 		newPushCmd(a),

@@ -41,10 +41,34 @@ func setFdMetaOpt(fd int, m *entryMeta, chown, chmod bool) error {
 		return err
 	}
 	if m.hdr.Typeflag == tar.TypeDir {
-		return nil
+		return dropStaleXattrs(fd, m.hdr)
 	}
 	if err := futimensFd(fd, &m.times); err != nil {
 		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// dropStaleXattrs removes from a directory the xattrs its entry does not
+// have: a directory over a directory takes the new metadata
+// (docs/snapshot-format.md), so an xattr a later layer of a snapshot
+// dropped is gone after the restore too. The overlay's own and
+// security.selinux (the host's labelling) are kept.
+func dropStaleXattrs(fd int, hdr *tar.Header) error {
+	names, err := flistxattrNames(fd)
+	if err != nil || len(names) == 0 {
+		return nil // nothing listed: nothing to drop
+	}
+	for _, x := range names {
+		if isOverlayXattr(x) || x == "security.selinux" {
+			continue
+		}
+		if _, ok := hdr.PAXRecords[paxSchilyXattr+x]; ok {
+			continue
+		}
+		if err := unix.Fremovexattr(fd, x); err != nil && !errors.Is(err, unix.ENODATA) {
+			return fmt.Errorf("remove xattr %q: %w", x, err)
+		}
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ type writeOptions struct {
 	lowers      []string
 	userXattr   bool
 	progress    func(Stats)
+	delta       Delta
 }
 
 func defaultWriteOptions() writeOptions {

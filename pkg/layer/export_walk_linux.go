@@ -54,6 +54,16 @@ type walker struct {
 	nameBuf   []byte // xattr name lists
 	valBuf    []byte // xattr values
 	noXattrAt bool   // the kernel lacks listxattrat/getxattrat (before 6.13)
+
+	// pending are the unchanged directories (WithDelta) on the path to
+	// the entry being walked that are not written yet: written, in order,
+	// before anything below them is.
+	pending []pendingDir
+}
+
+type pendingDir struct {
+	rel string
+	e   *Entry
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -97,6 +107,38 @@ type object struct {
 	name  string
 	full  string
 	st    unix.Stat_t
+	// change is what the delta (WithDelta) says of the entry.
+	change Change
+}
+
+func fileID(st *unix.Stat_t) FileID {
+	return FileID{Ino: st.Ino, CtimeNs: st.Ctim.Nano(), Size: st.Size, Mode: st.Mode}
+}
+
+// deltaEntry asks the delta about rel and writes the whiteouts of what is
+// gone before it.
+func (wk *walker) deltaEntry(rel string, st *unix.Stat_t) (Change, error) {
+	if wk.o.delta == nil {
+		return New, nil
+	}
+	c, gone, err := wk.o.delta.Entry(rel, fileID(st))
+	if err != nil {
+		return New, exportError(rel, err)
+	}
+	return c, wk.gone(gone)
+}
+
+// gone writes a whiteout for each path, but none under an excluded path.
+func (wk *walker) gone(paths []string) error {
+	for _, p := range paths {
+		if p == "" || wk.o.excludedPath(p) {
+			continue
+		}
+		if err := wk.put(p, &Entry{Path: p, Whiteout: true}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeUpper(ctx context.Context, tw *Writer, upper string, o *writeOptions) error {
@@ -172,7 +214,17 @@ func (wk *walker) root() error {
 	if err := wk.put("", &Entry{Header: hdr, Opaque: meta[ovlOpaque] == "y"}, nil); err != nil {
 		return err
 	}
-	return wk.walkUpper(wk.roots[0], &dirNode{})
+	if err := wk.walkUpper(wk.roots[0], &dirNode{}); err != nil {
+		return err
+	}
+	if wk.o.delta == nil {
+		return nil
+	}
+	gone, err := wk.o.delta.Finish()
+	if err != nil {
+		return exportError("", err)
+	}
+	return wk.gone(gone)
 }
 
 // walkUpper exports the upper directory open at fd: its own entries only,
@@ -202,6 +254,12 @@ func (wk *walker) walkUpper(fd int, node *dirNode) error {
 		ob := object{dirfd: fd, name: name, full: wk.rootPaths[0] + "/" + rel}
 		if err := unix.Fstatat(fd, name, &ob.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return exportError(rel, err)
+		}
+		if ob.change, err = wk.deltaEntry(rel, &ob.st); err != nil {
+			return err
+		}
+		if ob.change == Unchanged && ob.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
 		}
 		if err := wk.entry(rel, &ob, node, nil); err != nil {
 			return err
@@ -254,6 +312,11 @@ func (wk *walker) walkMerged(node *dirNode) error {
 		}
 		ob := object{dirfd: wk.roots[res.top.layer], name: res.top.path,
 			full: wk.rootPaths[res.top.layer] + "/" + res.top.path, st: res.top.st}
+		// Inside a redirected directory everything is written; the delta
+		// is still told, to keep its record in step.
+		if _, err := wk.deltaEntry(rel, &ob.st); err != nil {
+			return err
+		}
 		if err := wk.entry(rel, &ob, node, &res); err != nil {
 			return err
 		}
@@ -337,7 +400,18 @@ func (wk *walker) dir(rel string, ob *object, parent *dirNode, res *lookupResult
 		}
 		return wk.walkMerged(node)
 	}
-	if err := wk.put(rel, &Entry{Path: rel, Header: hdr, Opaque: meta[ovlOpaque] == "y"}, nil); err != nil {
+	opaque := meta[ovlOpaque] == "y" && ob.change == New
+	if ob.change == Unchanged {
+		// As recorded: written only if something below it is, and not
+		// opaque (see Delta).
+		wk.pending = append(wk.pending, pendingDir{rel: rel, e: &Entry{Path: rel, Header: hdr}})
+		err := wk.walkUpper(fd, node)
+		if n := len(wk.pending); n > 0 && wk.pending[n-1].rel == rel {
+			wk.pending = wk.pending[:n-1]
+		}
+		return err
+	}
+	if err := wk.put(rel, &Entry{Path: rel, Header: hdr, Opaque: opaque}, nil); err != nil {
 		return err
 	}
 	return wk.walkUpper(fd, node)
@@ -386,6 +460,9 @@ func (wk *walker) regular(rel string, ob *object, parent *dirNode, res *lookupRe
 					return exportError(rel, err)
 				}
 				wk.dirRef = d
+			}
+			if err := wk.flushPending(); err != nil {
+				return err
 			}
 			return wk.pipe.queueRead(rel, &Entry{Path: rel, Header: hdr}, wk.dirRef, ob.name)
 		}
@@ -486,8 +563,24 @@ func (wk *walker) header(rel string, st *unix.Stat_t, xattrs map[string]string) 
 	return hdr, nil
 }
 
+// flushPending writes the unchanged directories held back (WithDelta),
+// before an entry below them.
+func (wk *walker) flushPending() error {
+	pend := wk.pending
+	wk.pending = nil
+	for _, d := range pend {
+		if err := wk.put(d.rel, d.e, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // put hands an entry to the Writer: directly, or through the pipe.
 func (wk *walker) put(rel string, e *Entry, content io.Reader) error {
+	if err := wk.flushPending(); err != nil {
+		return err
+	}
 	if wk.pipe != nil {
 		return wk.pipe.queue(rel, e, content)
 	}

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -152,6 +153,37 @@ func (l *layoutRef) Create(ctx context.Context) (Pending, error) {
 		root.Close()
 		return nil, err
 	}
+	return pend, nil
+}
+
+// CreateOn starts writing a layer to add on top of the snapshot whose
+// manifest has digest base (Appender): the new manifest lists base's
+// layers, whose blobs stay where they are, then the new one. The layout
+// must still tag base, else the error wraps ErrBaseMoved.
+func (l *layoutRef) CreateOn(ctx context.Context, base digest.Digest) (Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	root, err := l.p.OpenDir(l.dir, false)
+	if err != nil {
+		return nil, fmt.Errorf("oci: layout %w", err)
+	}
+	snap, err := openLayout(root, l.ref, l.tag)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	if snap.Digest != base {
+		root.Close()
+		return nil, fmt.Errorf("%s: tagged %s, not %s: %w", l.ref, snap.Digest, base, ErrBaseMoved)
+	}
+	snap.closer = nil // the pending owns root
+	pend, err := createLayout(root, l.ref, l.tag, l.get())
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	pend.base = snap
 	return pend, nil
 }
 
@@ -322,6 +354,9 @@ type layoutPending struct {
 	err   error
 	// desc is the committed manifest's descriptor.
 	desc ocispec.Descriptor
+	// base, when set, is the snapshot the new layer goes on top of
+	// (CreateOn): its layers come first in the new manifest.
+	base *Snapshot
 }
 
 func createLayout(root *os.Root, ref, tag string, in Info) (*layoutPending, error) {
@@ -431,9 +466,20 @@ func (p *layoutPending) commit() error {
 	if format == "" {
 		format = "overlay"
 	}
+	stats := p.stats
+	stats.Created = created
 	cfg := &Config{Format: format, Created: created, Container: p.in.Container, Base: p.in.Base,
-		Layers: []LayerInfo{p.stats}}
-	config, manifest, err := buildManifest(cfg, []ocispec.Descriptor{layer})
+		Layers: []LayerInfo{stats}}
+	layers := []ocispec.Descriptor{layer}
+	if b := p.base; b != nil {
+		layers = append(slices.Clone(b.Manifest.Layers), layer)
+		infos := slices.Clone(b.Config.Layers)
+		for len(infos) < len(b.Manifest.Layers) {
+			infos = append(infos, LayerInfo{})
+		}
+		cfg.Layers = append(infos[:len(b.Manifest.Layers)], stats)
+	}
+	config, manifest, err := buildManifest(cfg, layers)
 	if err != nil {
 		return err
 	}

@@ -393,3 +393,54 @@ func TestLayoutLayersOldestFirst(t *testing.T) {
 		t.Errorf("layers %v", got)
 	}
 }
+
+// TestLayoutCreateOn: a layer added on top of a snapshot lists the earlier
+// layers first, unchanged, with their stats; a base the tag no longer
+// points at is refused with ErrBaseMoved.
+func TestLayoutCreateOn(t *testing.T) {
+	allow := t.TempDir()
+	p := &policy.Policy{AllowDirs: []string{allow}}
+	ref := "oci:" + filepath.Join(allow, "lay") + ":app"
+	writeLayout(t, p, ref, "base")
+	base, _, err := readLayout(t, p, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := ParseSink(ref, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Describe(sink, Info{Format: "oci", Compression: "zstd"})
+	pend, err := sink.(Appender).CreateOn(context.Background(), base.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(pend, "delta")
+	SetLayerStats(pend, 1, 5)
+	if err := pend.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := ParseSource(ref, p)
+	snap, err := src.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	var got []string
+	if err := snap.Each(context.Background(), func(_ int, _ Layer, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		got = append(got, string(b))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "base,delta" || snap.Manifest.Layers[0].Digest != base.Manifest.Layers[0].Digest {
+		t.Fatalf("layers %q, want base,delta with the base's blob", got)
+	}
+	if c := snap.Config.Layers; len(c) != 2 || c[0].Entries != 3 || c[1].Entries != 1 || c[1].Created.IsZero() {
+		t.Fatalf("config layers %+v", c)
+	}
+	if _, err := sink.(Appender).CreateOn(context.Background(), base.Digest); !errors.Is(err, ErrBaseMoved) {
+		t.Fatalf("CreateOn an old base: %v, want ErrBaseMoved", err)
+	}
+}

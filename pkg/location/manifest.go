@@ -72,7 +72,23 @@ type BaseImage struct {
 type LayerInfo struct {
 	Entries int64 `json:"entries"`
 	Bytes   int64 `json:"bytes"`
+	// Created is when the layer was written (zero in snapshots of older
+	// versions).
+	Created time.Time `json:"created,omitzero"`
 }
+
+// Appender is implemented by the sinks of manifest locations (oci:,
+// docker://): CreateOn starts a layer to add on top of the snapshot with
+// manifest digest base, which the location must still hold (else the
+// error wraps ErrBaseMoved). Earlier layers are referenced, never written
+// or uploaded again (docs/locations.md, "Layered snapshots").
+type Appender interface {
+	CreateOn(ctx context.Context, base digest.Digest) (Pending, error)
+}
+
+// ErrBaseMoved is wrapped when the location no longer holds the snapshot
+// a layer was to be added to.
+var ErrBaseMoved = errors.New("location: the snapshot to add a layer to is no longer there")
 
 // Info describes the snapshot a Pending of a manifest location writes;
 // plain files ignore it. See Describe.

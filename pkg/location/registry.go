@@ -343,6 +343,30 @@ func (d *dockerRef) Create(ctx context.Context) (Pending, error) {
 	return &dockerPending{layoutPending: lp, ctx: ctx, d: d, e: e}, nil
 }
 
+// CreateOn stages a layer to add on top of the registry's snapshot with
+// manifest digest base (Appender); the push uploads only the new layer
+// and config (the registry holds the others: each blob is checked before
+// it is uploaded).
+func (d *dockerRef) CreateOn(ctx context.Context, base digest.Digest) (Pending, error) {
+	c, err := newClient(ctx, d.host, d.repo, d.reg)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := c.open(ctx, d.ref, d.reference())
+	if err != nil {
+		return nil, err
+	}
+	if snap.Digest != base {
+		return nil, fmt.Errorf("%s: tagged %s, not %s: %w", d.ref, snap.Digest, base, ErrBaseMoved)
+	}
+	p, err := d.Create(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.(*dockerPending).base = snap
+	return p, nil
+}
+
 type dockerPending struct {
 	*layoutPending
 	ctx context.Context

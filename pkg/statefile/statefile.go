@@ -74,6 +74,9 @@ type Export struct {
 	Dest        string `json:"dest"`
 	Format      string `json:"format,omitempty"`
 	Compression string `json:"compression,omitempty"`
+	// Persist: the destination is io.ocisnap.persist's, restored at
+	// create time; on oci: and docker:// the export adds a layer.
+	Persist bool `json:"persist,omitempty"`
 	// For oci:/docker:// destinations, what the snapshot manifest's
 	// config records: the container's name and its base image (name and
 	// digest from the engine's annotations, or the chain of lower layers).
@@ -149,6 +152,18 @@ func (d Dir) File(id string) string {
 	return filepath.Join(d.dir(), id+suffix)
 }
 
+// UpperFile returns the file of id's upper record (package upperrec:
+// what the upper held at create time), or "" if id is not a valid id. It
+// lives beside the record and goes with it (Remove).
+func (d Dir) UpperFile(id string) string {
+	if containerid.Validate(id) != nil {
+		return ""
+	}
+	return filepath.Join(d.dir(), id+upperSuffix)
+}
+
+const upperSuffix = ".upper"
+
 // Write stores rec atomically under rec.ID, replacing any previous record
 // (package atomicfile: a temporary file in the same directory, synced,
 // renamed over the record, the directory synced). The directory is
@@ -208,6 +223,9 @@ func (d Dir) Remove(id string) error {
 	}
 	if err := os.Remove(d.File(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove state of container %q: %w", id, err)
+	}
+	if err := os.Remove(d.UpperFile(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove upper record of container %q: %w", id, err)
 	}
 	return nil
 }

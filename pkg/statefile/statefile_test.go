@@ -246,3 +246,29 @@ func TestHostileIDs(t *testing.T) {
 		t.Error("Write(nil) succeeded")
 	}
 }
+
+// TestRemoveTakesUpperRecord: the upper record (UpperFile) goes with the
+// container's record, and List does not take it for one.
+func TestRemoveTakesUpperRecord(t *testing.T) {
+	d := Dir{Path: t.TempDir()}
+	rec := fullRecord("c1")
+	if err := d.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	up := d.UpperFile(rec.ID)
+	if err := os.WriteFile(up, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if recs, errs := d.List(); len(recs) != 1 || len(errs) != 0 {
+		t.Fatalf("List: %d records, errors %v", len(recs), errs)
+	}
+	if err := d.Remove(rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(up); !os.IsNotExist(err) {
+		t.Fatalf("upper record left after Remove: %v", err)
+	}
+	if d.UpperFile("../x") != "" {
+		t.Fatal("UpperFile of an invalid id")
+	}
+}
