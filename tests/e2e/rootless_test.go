@@ -160,10 +160,10 @@ func (u *rootlessUser) remove() {
 
 // containerManifest is a manifest computed inside a container with
 // busybox: type, mode, owner, and for non-directories size, link count,
-// mtime (nanoseconds), content hash and link target. Runtime mounts are
-// left out.
+// mtime (nanoseconds), content hash and link target. Runtime mounts and
+// the stubs the engine makes in every container (/etc/mtab) are left out.
 const containerManifest = `find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
- -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf \) -prune -o -print | sort | while read -r p; do
+ -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf -o -path /etc/mtab \) -prune -o -print | sort | while read -r p; do
  if [ -d "$p" ] && [ ! -L "$p" ]; then stat -c '%n %a %u:%g %F' "$p"; continue; fi
  stat -c '%n %a %u:%g %F %s %h %y' "$p"
  if [ -L "$p" ]; then readlink "$p"; elif [ -f "$p" ]; then md5sum "$p"; fi
