@@ -31,6 +31,10 @@ type Config struct {
 	// delete). Off by default: a poststop failure would abort the
 	// runtime's remaining poststop hooks.
 	StrictExport bool
+	// ExportExcludes are the administrator's container paths left out of
+	// every export (--export-exclude), besides the container's own
+	// io.ocisnap.export-exclude.
+	ExportExcludes []string
 	// Stage forces the stage; empty means "from the state's status".
 	Stage string
 	// IdentityFrom names where a container's Kubernetes namespace, which
@@ -89,6 +93,10 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 		"directory that dir:/file: view sources must resolve inside (repeatable; must not overlap an --allow-dir)")
 	fs.Int64Var(&cfg.Policy.MaxBytes, "max-bytes", cfg.Policy.MaxBytes, "most file content bytes a restore may write")
 	fs.Int64Var(&cfg.Policy.MaxEntries, "max-entries", cfg.Policy.MaxEntries, "most tar entries a restore may apply")
+	fs.Int64Var(&cfg.Policy.MaxExportBytes, "max-export-bytes", cfg.Policy.MaxExportBytes,
+		"most file content bytes an export may write (over it the export fails and the previous snapshot stays; 0: no limit)")
+	fs.StringArrayVar(&cfg.ExportExcludes, "export-exclude", cfg.ExportExcludes,
+		"absolute container path left out of every export, with everything below it (repeatable; added to io.ocisnap.export-exclude)")
 	fs.BoolVar(&cfg.Policy.AllowDevices, "allow-devices", cfg.Policy.AllowDevices, "let a restore create device nodes")
 	fs.BoolVar(&cfg.Policy.GVisorCompat, "gvisor-compat", cfg.Policy.GVisorCompat,
 		"honour gVisor's dev.gvisor.tar.rootfs.upper annotation like io.ocisnap.restore")

@@ -74,6 +74,10 @@ type Export struct {
 	Dest        string `json:"dest"`
 	Format      string `json:"format,omitempty"`
 	Compression string `json:"compression,omitempty"`
+	// Exclude are the container paths left out of the export with
+	// everything below them (io.ocisnap.export-exclude and the
+	// administrator's --export-exclude), absolute and clean.
+	Exclude []string `json:"exclude,omitempty"`
 	// For oci:/docker:// destinations, what the snapshot manifest's
 	// config records: the container's name and its base image (name and
 	// digest from the engine's annotations, or the chain of lower layers).
