@@ -35,6 +35,10 @@ type Config struct {
 	// every export (--export-exclude), besides the container's own
 	// io.ocisnap.export-exclude.
 	ExportExcludes []string
+	// RequireSameImage refuses a restore whose snapshot records another
+	// base image than the container's (--require-same-image); without it
+	// the difference is logged as a warning.
+	RequireSameImage bool
 	// Stage forces the stage; empty means "from the state's status".
 	Stage string
 	// IdentityFrom names where a container's Kubernetes namespace, which
@@ -105,6 +109,8 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
 	fs.StringVar(&cfg.StatusDir, "status-dir", cfg.StatusDir,
 		"directory of the failure records that ocisnap status lists (persistent; outside every --allow-dir and --allow-view-dir)")
+	fs.BoolVar(&cfg.RequireSameImage, "require-same-image", cfg.RequireSameImage,
+		"refuse to restore an oci:/docker:// snapshot recorded on another base image than the container's (by default a warning is logged)")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
 	registerRegistryFlags(fs, cfg)

@@ -37,6 +37,9 @@ func (h *hook) restore(ctx context.Context, c *ocistate.Container, ref, stage st
 		return missing("snapshot", ref, err)
 	}
 	defer snap.Close()
+	if err := h.checkBase(c, ref, snap.Config); err != nil {
+		return err
+	}
 	root, err := openRootfs(c, stage)
 	if err != nil {
 		return fmt.Errorf("open rootfs: %w", err)
