@@ -3,6 +3,7 @@ module github.com/ocisnap/ocisnap
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.5.0
 	github.com/containerd/nri v0.12.5
 	github.com/google/go-containerregistry v0.22.1
 	github.com/klauspost/compress v1.20.3
@@ -20,7 +21,6 @@ require (
 )
 
 require (
-	github.com/BurntSushi/toml v1.5.0 // indirect
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect
 	github.com/containerd/log v0.1.0 // indirect
