@@ -3,6 +3,7 @@ module github.com/ocisnap/ocisnap
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.5.0
 	github.com/containerd/nri v0.12.5
 	github.com/google/go-containerregistry v0.22.1
 	github.com/klauspost/compress v1.20.3

@@ -31,6 +31,14 @@ type Config struct {
 	// delete). Off by default: a poststop failure would abort the
 	// runtime's remaining poststop hooks.
 	StrictExport bool
+	// ExportExcludes are the administrator's container paths left out of
+	// every export (--export-exclude), besides the container's own
+	// io.ocisnap.export-exclude.
+	ExportExcludes []string
+	// RequireSameImage refuses a restore whose snapshot records another
+	// base image than the container's (--require-same-image); without it
+	// the difference is logged as a warning.
+	RequireSameImage bool
 	// Stage forces the stage; empty means "from the state's status".
 	Stage string
 	// IdentityFrom names where a container's Kubernetes namespace, which
@@ -95,6 +103,10 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 		"directory that dir:/file: view sources must resolve inside (repeatable; must not overlap an --allow-dir)")
 	fs.Int64Var(&cfg.Policy.MaxBytes, "max-bytes", cfg.Policy.MaxBytes, "most file content bytes a restore may write")
 	fs.Int64Var(&cfg.Policy.MaxEntries, "max-entries", cfg.Policy.MaxEntries, "most tar entries a restore may apply")
+	fs.Int64Var(&cfg.Policy.MaxExportBytes, "max-export-bytes", cfg.Policy.MaxExportBytes,
+		"most file content bytes an export may write (over it the export fails and the previous snapshot stays; 0: no limit)")
+	fs.StringArrayVar(&cfg.ExportExcludes, "export-exclude", cfg.ExportExcludes,
+		"absolute container path left out of every export, with everything below it (repeatable; added to io.ocisnap.export-exclude)")
 	fs.BoolVar(&cfg.Policy.AllowDevices, "allow-devices", cfg.Policy.AllowDevices, "let a restore create device nodes")
 	fs.BoolVar(&cfg.Policy.GVisorCompat, "gvisor-compat", cfg.Policy.GVisorCompat,
 		"honour gVisor's dev.gvisor.tar.rootfs.upper annotation like io.ocisnap.restore")
@@ -103,6 +115,8 @@ func RegisterFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of per-container state files")
 	fs.StringVar(&cfg.StatusDir, "status-dir", cfg.StatusDir,
 		"directory of the failure records that ocisnap status lists (persistent; outside every --allow-dir and --allow-view-dir)")
+	fs.BoolVar(&cfg.RequireSameImage, "require-same-image", cfg.RequireSameImage,
+		"refuse to restore an oci:/docker:// snapshot recorded on another base image than the container's (by default a warning is logged)")
 	fs.BoolVar(&cfg.StrictExport, "strict-export", cfg.StrictExport,
 		"exit non-zero when an export fails (by default it is logged and the hook exits 0)")
 	fs.IntVar(&cfg.MaxLayers, "max-layers", cfg.MaxLayers,

@@ -106,6 +106,7 @@ func (h *hook) newRecord(c *ocistate.Container, req *request) (*statefile.Record
 			Format:      string(req.export.format),
 			Compression: string(req.export.compression),
 			Persist:     req.export.persist,
+			Exclude:     exportExcludes(h.cfg.ExportExcludes, req.export.exclude),
 		}
 		if location.HoldsManifest(req.export.dest) {
 			recordBase(rec.Export, c, m.Lowers)
@@ -162,7 +163,8 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	// --registry-timeout bounds the push (registryOpt), not the writing
 	// of the staged snapshot: a slow push leaves it in the spool.
 	location.Describe(sink, snapshotInfo(rec.Export))
-	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp))
+	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp),
+		layer.WithMaxExportBytes(h.cfg.Policy.MaxExportBytes))
 	plan := h.planExport(rec)
 	defer plan.close()
 	if plan.delta != nil {
@@ -212,6 +214,18 @@ func WriteSnapshot(ctx context.Context, p location.Pending, upper string, opts .
 	return p.Commit()
 }
 
+// exportExcludes is the administrator's list and then the container's, each
+// path once.
+func exportExcludes(admin, own []string) []string {
+	var out []string
+	for _, p := range slices.Concat(admin, own) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // excludes are the runtime's mountpoint stubs, every mount destination of
 // the container (like `podman diff`, only the container's own changes),
 // and for views the bind destinations and the stubs still recorded that
@@ -222,7 +236,13 @@ func excludes(rec *statefile.Record) []string {
 	if rec.Overlay != nil {
 		upper = rec.Overlay.Upper
 	}
-	return view.Excludes(upper, viewStates(rec.Views), rec.MountDestinations)
+	ex := view.Excludes(upper, viewStates(rec.Views), rec.MountDestinations)
+	if rec.Export != nil {
+		// io.ocisnap.export-exclude and --export-exclude, as recorded at
+		// createRuntime (docs/annotations.md).
+		ex = append(ex, rec.Export.Exclude...)
+	}
+	return ex
 }
 
 // preRecord returns the upper directory of a container whose export is

@@ -77,6 +77,13 @@ func (c *CommandLine) Parse(args []string) error {
 	if err := c.Config.Policy.Validate(); err != nil {
 		return err
 	}
+	for i, p := range c.Config.ExportExcludes {
+		clean, err := cleanExclude(p)
+		if err != nil {
+			return fmt.Errorf("--export-exclude: %w", err)
+		}
+		c.Config.ExportExcludes[i] = clean
+	}
 	if err := c.Config.validateSpool(); err != nil {
 		return err
 	}

@@ -29,6 +29,8 @@ func registerRegistryFlags(fs *pflag.FlagSet, cfg *Config) {
 		"containers-auth.json(5) file of registry credentials (default: podman's lookup)")
 	fs.StringVar(&cfg.Registry.CertsDir, "registry-certs-dir", cfg.Registry.CertsDir,
 		"containers-certs.d(5) directory of registry CAs and client certificates")
+	fs.StringVar(&cfg.Registry.RegistriesConf, "registries-conf", location.DefaultRegistriesConf,
+		"containers-registries.conf(5) file (and its .d drop-ins): a registry with insecure = true is reached without verifying its certificate")
 	fs.DurationVar(&cfg.RegistryTimeout, "registry-timeout", cfg.RegistryTimeout,
 		"bound on all registry operations of one hook run; an export that cannot be pushed in time is spooled")
 	fs.StringVar(&cfg.Registry.SpoolDir, "spool-dir", cfg.Registry.SpoolDir,

@@ -20,6 +20,7 @@ const (
 	KeyExport            = "io.ocisnap.export"
 	KeyExportFormat      = "io.ocisnap.export-format"
 	KeyExportCompression = "io.ocisnap.export-compression"
+	KeyExportExclude     = "io.ocisnap.export-exclude"
 	KeyView              = "io.ocisnap.view"
 	KeyPersist           = "io.ocisnap.persist"
 	KeyViewBinds         = "io.ocisnap.view-binds"
@@ -35,8 +36,10 @@ const (
 // those specified but not implemented yet (docs/annotations.md, "Keys" and
 // "Planned"): any other io.ocisnap.* key is refused (checkKeys).
 var (
-	knownKeys   = []string{KeyRestore, KeyExport, KeyExportFormat, KeyExportCompression, KeyView, KeyViewBinds, KeyViewMount, KeyPersist}
-	plannedKeys = []string{"io.ocisnap.export-exclude"}
+	knownKeys = []string{KeyRestore, KeyExport, KeyExportFormat, KeyExportCompression, KeyExportExclude, KeyView, KeyViewBinds, KeyViewMount, KeyPersist}
+	// plannedKeys: none at the moment (a key specified but not built yet
+	// fails as ErrUnsupportedKey rather than as a typo).
+	plannedKeys []string
 )
 
 // What is wrong with an annotation, for callers to test with errors.Is.
@@ -98,6 +101,7 @@ type exportRequest struct {
 	persist     bool
 	format      layer.Format
 	compression layer.Compression
+	exclude     []string // absolute, clean container paths
 }
 
 func (r *request) empty() bool { return r.restore == "" && r.export == nil && r.view == nil }
@@ -152,6 +156,15 @@ func parseRequest(c *ocistate.Container, cfg *Config) (*request, error) {
 			return nil, &AnnotationError{Key: ckey, Value: cv, Kind: ErrBadValue, Err: err}
 		}
 		req.export = &exportRequest{key: key, dest: dest, persist: persist, format: f, compression: comp}
+		if xkey, xv, ok := c.AnnotationKey(KeyExportExclude); ok {
+			ex, err := ParseExcludes(xv)
+			if err != nil {
+				return nil, &AnnotationError{Key: xkey, Value: xv, Kind: ErrBadValue, Err: err}
+			}
+			req.export.exclude = ex
+		}
+	} else if xkey, xv, ok := c.AnnotationKey(KeyExportExclude); ok {
+		return nil, annotationErr(xkey, xv, ErrMissingKey, "given without %s", KeyExport)
 	}
 	view, err := parseViewRequest(c)
 	if err != nil {
@@ -224,6 +237,38 @@ func ParseBinds(s string) ([]viewBind, error) {
 		out = append(out, viewBind{src: src, dst: filepath.Clean(dst)})
 	}
 	return out, nil
+}
+
+// ParseExcludes parses an export-exclude list, "<path>[;<path>...]" (or
+// with ","): each an absolute container path other than "/", without NUL
+// bytes. The paths are returned clean; they are only ever compared with
+// the export's own entry names, never opened (docs/annotations.md).
+func ParseExcludes(s string) ([]string, error) {
+	var out []string
+	for _, item := range splitList(s) {
+		p, err := cleanExclude(item)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func cleanExclude(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("empty path in the list")
+	case strings.IndexByte(p, 0) >= 0:
+		return "", fmt.Errorf("path %q contains a NUL byte", p)
+	case !filepath.IsAbs(p):
+		return "", fmt.Errorf("path %q: want an absolute path inside the container", p)
+	case filepath.Clean(p) == "/":
+		return "", fmt.Errorf("path %q: excluding / would export nothing", p)
+	}
+	return filepath.Clean(p), nil
 }
 
 // checkKeys refuses every io.ocisnap.* key that is not a known key or the

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -106,8 +107,22 @@ func TestParseRequest(t *testing.T) {
 		{name: "persist-with-export", ann: map[string]string{KeyPersist: "/p.tar", KeyExport: "/e.tar"},
 			errKey: KeyPersist, errIs: []error{ErrBadValue}},
 		{name: "persist-empty", ann: map[string]string{KeyPersist: ""}, errKey: KeyPersist, errIs: []error{ErrEmptyValue}},
-		{name: "planned-per-container", ann: app(map[string]string{"io.ocisnap.export-exclude.app": "/tmp"}),
-			errKey: "io.ocisnap.export-exclude.app", errIs: []error{ErrUnsupportedKey}},
+		{name: "export-exclude", ann: map[string]string{KeyExport: "/e", KeyExportExclude: "/tmp;/var/cache/,/tmp"},
+			export: &exportRequest{dest: "/e", format: layer.FormatOverlay, compression: layer.CompressionNone, exclude: []string{"/tmp", "/var/cache"}}},
+		{name: "export-exclude-per-container", ann: app(map[string]string{KeyExport: "/e", KeyExportExclude + ".app": "/a//b/../c"}),
+			export: &exportRequest{dest: "/e", format: layer.FormatOverlay, compression: layer.CompressionNone, exclude: []string{"/a/c"}}},
+		{name: "export-exclude-relative", ann: map[string]string{KeyExport: "/e", KeyExportExclude: "/tmp;var/cache"},
+			errKey: KeyExportExclude, errIs: []error{ErrBadValue}},
+		{name: "export-exclude-root", ann: map[string]string{KeyExport: "/e", KeyExportExclude: "/tmp,/.."},
+			errKey: KeyExportExclude, errIs: []error{ErrBadValue}},
+		{name: "export-exclude-nul", ann: map[string]string{KeyExport: "/e", KeyExportExclude: "/tmp\x00x"},
+			errKey: KeyExportExclude, errIs: []error{ErrBadValue}},
+		{name: "export-exclude-empty-item", ann: map[string]string{KeyExport: "/e", KeyExportExclude: "/tmp;"},
+			errKey: KeyExportExclude, errIs: []error{ErrBadValue}},
+		{name: "export-exclude-empty", ann: map[string]string{KeyExport: "/e", KeyExportExclude: ""},
+			errKey: KeyExportExclude, errIs: []error{ErrBadValue}},
+		{name: "export-exclude-without-export", ann: map[string]string{KeyExportExclude: "/tmp"},
+			errKey: KeyExportExclude, errIs: []error{ErrMissingKey}},
 		{name: "typo-beside-valid", ann: map[string]string{KeyRestore: "/r", "io.ocisnap.exporr": "/e"},
 			errKey: "io.ocisnap.exporr", errIs: []error{ErrUnknownKey}},
 	} {
@@ -144,7 +159,7 @@ func TestParseRequest(t *testing.T) {
 			if req.restore != c.restore {
 				t.Errorf("restore = %q, want %q", req.restore, c.restore)
 			}
-			if (req.export == nil) != (c.export == nil) || req.export != nil && *req.export != *c.export {
+			if (req.export == nil) != (c.export == nil) || req.export != nil && !reflect.DeepEqual(*req.export, *c.export) {
 				t.Errorf("export = %+v, want %+v", req.export, c.export)
 			}
 		})
@@ -223,5 +238,30 @@ func TestParseBinds(t *testing.T) {
 	var ae *AnnotationError
 	if !errors.As(err, &ae) || ae.Key != KeyViewBinds || ae.Value != "a:/b;" || !errors.Is(err, ErrBadValue) {
 		t.Errorf("err = %v, want %s=a:/b; refused", err, KeyViewBinds)
+	}
+}
+
+// TestExportExcludeFlag: the administrator's --export-exclude paths are
+// cleaned, a relative one or / is refused naming the flag, and the
+// record's list is the administrator's then the container's, each once.
+func TestExportExcludeFlag(t *testing.T) {
+	cl := NewCommandLine()
+	if err := cl.Parse([]string{"--export-exclude", "/var/cache/", "--export-exclude", "/tmp"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"/var/cache", "/tmp"}; !slices.Equal(cl.Config.ExportExcludes, want) {
+		t.Errorf("ExportExcludes = %q, want %q", cl.Config.ExportExcludes, want)
+	}
+	for _, bad := range []string{"tmp", "/", "/a\x00b"} {
+		err := NewCommandLine().Parse([]string{"--export-exclude", bad})
+		if err == nil || !strings.Contains(err.Error(), "--export-exclude") {
+			t.Errorf("--export-exclude %q: err %v, want a refusal naming the flag", bad, err)
+		}
+	}
+	if got, want := exportExcludes([]string{"/var/cache", "/tmp"}, []string{"/tmp", "/x"}), []string{"/var/cache", "/tmp", "/x"}; !slices.Equal(got, want) {
+		t.Errorf("exportExcludes = %q, want %q", got, want)
+	}
+	if cl.Config.Policy.MaxExportBytes != 64<<30 {
+		t.Errorf("default --max-export-bytes %d, want 64 GiB", cl.Config.Policy.MaxExportBytes)
 	}
 }

@@ -59,6 +59,9 @@ func (h *hook) restoreSnapshot(ctx context.Context, c *ocistate.Container, ref, 
 		return restored{}, missing("snapshot", ref, err)
 	}
 	defer snap.Close()
+	if err := h.checkBase(c, ref, snap.Config); err != nil {
+		return restored{}, err
+	}
 	root, err := openRootfs(c, stage)
 	if err != nil {
 		return restored{}, fmt.Errorf("open rootfs: %w", err)

@@ -82,7 +82,9 @@ awk '/^# /{m=$2; v=$3; if ($4=="=>") {v=$6}} /^[^#]/{if (m!="") {print m, v; m="
 while read -r mod ver; do
   dir=vendor/$mod
   # shallowest first: in debian/copyright a later Files stanza overrides an earlier one
-  files=$(find "$dir" -type f \( -iname 'LICENSE*' -o -iname 'LICENCE*' -o -iname 'COPYING*' -o -iname 'UNLICENSE*' \) |
+  # LICENSE.docs: the license of a module's documentation (go-digest's,
+  # CC-BY-SA), which go mod vendor does not copy: nothing of it is shipped
+  files=$(find "$dir" -type f \( -iname 'LICENSE*' -o -iname 'LICENCE*' -o -iname 'COPYING*' -o -iname 'UNLICENSE*' \) ! -iname '*.docs' |
     awk -F/ '{print NF, $0}' | LC_ALL=C sort -k1,1n -k2 | cut -d' ' -f2-)
   [ -n "$files" ] || die "vendored module $mod has no license file"
   rpmver=${ver#v}; rpmver=${rpmver//-/\~}

@@ -29,6 +29,8 @@ func registryFlags(f *pflag.FlagSet, a *app) {
 		"containers-auth.json(5) file of registry credentials (default: podman's lookup)")
 	f.StringVar(&a.reg.CertsDir, "registry-certs-dir", location.DefaultCertsDir,
 		"containers-certs.d(5) directory of registry CAs and client certificates")
+	f.StringVar(&a.reg.RegistriesConf, "registries-conf", location.DefaultRegistriesConf,
+		"containers-registries.conf(5) file (and its .d drop-ins): a registry with insecure = true is reached without verifying its certificate")
 }
 
 // trustedPolicy allows exactly the location ref names: the operator is

@@ -101,6 +101,7 @@ func newRoot(a *app) *cobra.Command {
 		newExportCmd(a),
 		newApplyCmd(a),
 		newDiffCmd(a),
+		newInspectCmd(a),
 		newConvertCmd(a),
 		newSquashCmd(a),
 		newHooksCmd(a),

@@ -41,6 +41,10 @@ type Writer struct {
 	buf    []byte
 	err    error
 	n      Stats // tar headers and content bytes written
+	// maxBytes, when positive, bounds the content bytes written
+	// (WithMaxExportBytes): a regular file that would pass it fails
+	// before its header is written.
+	maxBytes int64
 
 	// Headers archive/tar would encode the same are written directly
 	// (tarheader.Append); then so are their content and padding.
@@ -166,6 +170,9 @@ func (w *Writer) writeEntry(e *Entry, content io.Reader) error {
 			return w.writeOpaqueMarker(e.Path)
 		}
 		return nil
+	}
+	if w.maxBytes > 0 && hdr.Typeflag == tar.TypeReg && hdr.Size > w.maxBytes-w.n.Bytes {
+		return fmt.Errorf("write entry %q: %w: more than %d bytes of content (max export bytes)", e.Path, ErrLimitExceeded, w.maxBytes)
 	}
 	if err := w.writeHeader(hdr); err != nil {
 		return err

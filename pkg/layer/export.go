@@ -34,7 +34,8 @@ import (
 //
 // Write stops at the first error, which names the file ("export
 // \"/etc/app.conf\": ..."); what it has written to w by then is not a
-// valid snapshot. When compressing, Write closes the compressor but never
+// valid snapshot. With WithMaxExportBytes, a file that would pass the
+// limit fails it with ErrLimitExceeded. When compressing, Write closes the compressor but never
 // w.
 func Write(ctx context.Context, w io.Writer, upper string, opts ...WriteOpt) (Stats, error) {
 	o := defaultWriteOptions()
@@ -47,6 +48,7 @@ func Write(ctx context.Context, w io.Writer, upper string, opts ...WriteOpt) (St
 		}
 	}
 	st, err := encode(w, o.format, o.compression, func(tw *Writer) error {
+		tw.maxBytes = o.maxBytes
 		return writeUpper(ctx, tw, upper, &o)
 	})
 	if o.progress != nil && err == nil {

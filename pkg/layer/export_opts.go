@@ -29,6 +29,7 @@ type writeOptions struct {
 	userXattr   bool
 	progress    func(Stats)
 	delta       Delta
+	maxBytes    int64
 }
 
 func defaultWriteOptions() writeOptions {
@@ -130,6 +131,17 @@ func WithLowers(dirs ...string) WriteOpt {
 func WithUserXattr(on bool) WriteOpt {
 	return writeOptFunc(func(o *writeOptions) error {
 		o.userXattr = on
+		return nil
+	})
+}
+
+// WithMaxExportBytes bounds the file content bytes Write exports: the file
+// that would pass n fails the export, before any of it is written, with an
+// error wrapping ErrLimitExceeded that names the file and the limit. Zero
+// or negative means no limit (the default).
+func WithMaxExportBytes(n int64) WriteOpt {
+	return writeOptFunc(func(o *writeOptions) error {
+		o.maxBytes = n
 		return nil
 	})
 }

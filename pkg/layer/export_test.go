@@ -295,6 +295,31 @@ func TestWriteExcludeSubtree(t *testing.T) {
 	}
 }
 
+// TestWriteMaxExportBytes: an export whose file content passes
+// WithMaxExportBytes fails with ErrLimitExceeded naming the file and the
+// limit; one at the limit is written whole.
+func TestWriteMaxExportBytes(t *testing.T) {
+	upper := t.TempDir()
+	testutil.BuildTree(t, upper,
+		testutil.File("a", strings.Repeat("a", 600)),
+		testutil.File("b", strings.Repeat("b", 400)),
+	)
+	_, st := wtWrite(t, upper, WithMaxExportBytes(1000))
+	if st.Bytes != 1000 {
+		t.Errorf("at the limit: %d bytes written, want 1000", st.Bytes)
+	}
+	_, err := Write(context.Background(), io.Discard, upper, WithMaxExportBytes(999))
+	if !errors.Is(err, ErrLimitExceeded) {
+		t.Fatalf("over the limit: err %v, want ErrLimitExceeded", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, `"/b"`) || !strings.Contains(msg, "999") {
+		t.Errorf("error %q does not name the file and the limit", msg)
+	}
+	if _, err := Write(context.Background(), io.Discard, upper, WithMaxExportBytes(0)); err != nil {
+		t.Errorf("no limit: %v", err)
+	}
+}
+
 func TestWriteIDMap(t *testing.T) {
 	testutil.RequireRoot(t)
 	upper := t.TempDir()

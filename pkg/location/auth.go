@@ -147,8 +147,8 @@ func unwrapPathErr(err error) error {
 // tlsConfig is the TLS configuration for hostPort from certs.d: the
 // system's CAs plus every *.crt of <certsDir>/<host:port>/, and a client
 // certificate for each *.cert with its *.key (a *.cert without its key is
-// an error). A missing directory adds nothing. Verification is never
-// turned off.
+// an error). A missing directory adds nothing. Verification is turned
+// off only for a registry registries.conf(5) marks insecure (newClient).
 func tlsConfig(certsDir, hostPort string) (*tls.Config, error) {
 	if certsDir == "" {
 		certsDir = DefaultCertsDir

@@ -34,7 +34,7 @@ import (
 // they stream (Snapshot.Each), are uploaded only when a HEAD says they are
 // missing, and the manifest goes last, so that the tag moves only once
 // every blob it references is stored (distribution-spec). Only https is
-// spoken, always verified (httpsOnly): go-containerregistry would fall back
+// spoken (httpsOnly), verified unless registries.conf(5) marks the registry insecure: go-containerregistry would fall back
 // to plain http for loopback and private addresses.
 
 // Registry says how registries are reached. Its zero value uses podman's
@@ -45,6 +45,11 @@ type Registry struct {
 	AuthFile string
 	// CertsDir is a containers-certs.d(5) directory; "" is DefaultCertsDir.
 	CertsDir string
+	// RegistriesConf is a containers-registries.conf(5) file (its drop-ins
+	// in the same name + ".d"); "" is DefaultRegistriesConf. A registry
+	// it marks insecure = true is reached without verifying its TLS
+	// certificate, still over https only.
+	RegistriesConf string
 	// SpoolDir is where an export to a registry is staged, and kept when
 	// the registry cannot be reached, for PushPending (`ocisnap push
 	// --pending`). "" stages in a temporary directory and keeps nothing.
@@ -199,6 +204,13 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
+	insecure, err := insecureRegistry(reg.RegistriesConf, host, repo)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	// registries.conf(5) insecure = true for this registry only: its
+	// certificate is not verified (docs/locations.md, "TLS").
+	tlsCfg.InsecureSkipVerify = insecure
 	cred, err := lookupCredential(reg.AuthFile, host, repo)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)

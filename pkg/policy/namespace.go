@@ -38,7 +38,8 @@ func SubstituteNamespace(value, ns string) (string, bool) {
 
 // Scoped returns a copy of p for a container in the Kubernetes namespace ns
 // ("" when it has none or none that can be trusted): every allowed
-// directory holding NamespacePlaceholder is replaced by its substitution,
+// directory and registry prefix holding NamespacePlaceholder is replaced by
+// its substitution,
 // or dropped when ns is not a valid namespace. Other fields are unchanged.
 // The checks and Open methods ignore templates, so an unscoped policy never
 // allows a path through one.
@@ -48,6 +49,12 @@ func (p Policy) Scoped(ns string) Policy {
 	for _, d := range p.AllowDirs {
 		if s, ok := SubstituteNamespace(d, ns); ok {
 			q.AllowDirs = append(q.AllowDirs, s)
+		}
+	}
+	q.AllowRegistries = nil
+	for _, r := range p.AllowRegistries {
+		if s, ok := SubstituteNamespace(r, ns); ok {
+			q.AllowRegistries = append(q.AllowRegistries, s)
 		}
 	}
 	return q

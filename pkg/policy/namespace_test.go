@@ -132,3 +132,24 @@ func TestMkdirScoped(t *testing.T) {
 		t.Errorf("created outside the prefix: %v", ents)
 	}
 }
+
+// TestScopedRegistries: {namespace} in an --allow-registry prefix is the
+// container's namespace; without a trusted namespace the template allows
+// nothing, and a plain prefix is kept either way.
+func TestScopedRegistries(t *testing.T) {
+	p := Policy{AllowRegistries: []string{"reg.example.com/tenants/" + NamespacePlaceholder + "/", "reg.example.com/shared/"}}
+	a := p.Scoped("team-a")
+	if !slices.Equal(a.AllowRegistries, []string{"reg.example.com/tenants/team-a/", "reg.example.com/shared/"}) {
+		t.Fatalf("Scoped(team-a).AllowRegistries = %v", a.AllowRegistries)
+	}
+	if err := a.CheckRegistry("reg.example.com/tenants/team-a/app"); err != nil {
+		t.Errorf("team-a's own repository: %v", err)
+	}
+	if err := a.CheckRegistry("reg.example.com/tenants/team-b/app"); !errors.Is(err, ErrRegistryNotAllowed) {
+		t.Errorf("team-b's repository from team-a: %v, want ErrRegistryNotAllowed", err)
+	}
+	none := p.Scoped("")
+	if !slices.Equal(none.AllowRegistries, []string{"reg.example.com/shared/"}) {
+		t.Errorf("Scoped(\"\").AllowRegistries = %v", none.AllowRegistries)
+	}
+}

@@ -66,6 +66,9 @@ const DefaultViewDir = "/var/lib/ocisnap-views"
 const (
 	DefaultMaxBytes   int64 = 64 << 30 // 64 GiB of file content
 	DefaultMaxEntries int64 = 2_000_000
+	// DefaultMaxExportBytes bounds what one export writes (file content):
+	// a runaway container must not fill the snapshot directory's disk.
+	DefaultMaxExportBytes int64 = 64 << 30
 )
 
 // ErrNotAllowed is wrapped by every error that refuses a path by policy
@@ -90,6 +93,10 @@ type Policy struct {
 	// MaxBytes and MaxEntries limit what one restore may write (file
 	// content bytes, tar entries); zero or negative means no limit.
 	MaxBytes, MaxEntries int64
+	// MaxExportBytes limits the file content bytes one export may write
+	// (--max-export-bytes); zero or negative means no limit. An export
+	// over it fails and the previous snapshot stays.
+	MaxExportBytes int64
 	// AllowDevices lets a restore create device nodes.
 	AllowDevices bool
 	// GVisorCompat honours gVisor's dev.gvisor.tar.rootfs.upper annotation.
@@ -108,6 +115,8 @@ func Default() Policy {
 		ViewDirs:   []string{DefaultViewDir},
 		MaxBytes:   DefaultMaxBytes,
 		MaxEntries: DefaultMaxEntries,
+
+		MaxExportBytes: DefaultMaxExportBytes,
 	}
 }
 

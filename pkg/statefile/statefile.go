@@ -77,6 +77,10 @@ type Export struct {
 	// Persist: the destination is io.ocisnap.persist's, restored at
 	// create time; on oci: and docker:// the export adds a layer.
 	Persist bool `json:"persist,omitempty"`
+	// Exclude are the container paths left out of the export with
+	// everything below them (io.ocisnap.export-exclude and the
+	// administrator's --export-exclude), absolute and clean.
+	Exclude []string `json:"exclude,omitempty"`
 	// For oci:/docker:// destinations, what the snapshot manifest's
 	// config records: the container's name and its base image (name and
 	// digest from the engine's annotations, or the chain of lower layers).

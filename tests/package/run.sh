@@ -169,6 +169,9 @@ want "-rw-r--r-- /usr/share/doc/ocisnap/examples/ocisnap-gvisor.json"
 $has_cli && want "-rwxr-xr-x /usr/bin/ocisnap"
 $has_cli && want "-rw-r--r-- /usr/lib/systemd/system/ocisnap-gc.timer"
 $has_cli && want "-rw-r--r-- /usr/lib/systemd/system/ocisnap-gc.service"
+$has_cli && want "-rw-r--r-- /usr/lib/systemd/system/ocisnap-push.timer"
+$has_cli && want "-rw-r--r-- /usr/lib/systemd/system/ocisnap-push.service"
+$has_cli && { grep -qx 'ExecStart=/usr/bin/ocisnap push --pending' "$T/x/deb/usr/lib/systemd/system/ocisnap-push.service" || fail "ocisnap-push.service ExecStart"; }
 want "drwx------ /var/lib/ocisnap-status/"
 want "drwx------ /var/log/ocisnap/"
 if $has_man; then grep -q ' /usr/share/man/man[0-9]/.*\.[0-9]\.gz$' "$T/deb.contents" || fail "no man pages in the .deb"; fi
@@ -197,6 +200,8 @@ rwant "-rw-r--r-- l /usr/share/licenses/ocisnap[^ ]*/LICENSE"
 rwant "-rw-r--r-- d /usr/share/doc/ocisnap[^ ]*/examples/ocisnap-gvisor.json"
 $has_cli && rwant "-rwxr-xr-x +/usr/bin/ocisnap"
 $has_cli && rwant "-rw-r--r-- +/usr/lib/systemd/system/ocisnap-gc.timer"
+$has_cli && rwant "-rw-r--r-- +/usr/lib/systemd/system/ocisnap-push.timer"
+$has_cli && rwant "-rw-r--r-- +/usr/lib/systemd/system/ocisnap-push.service"
 rwant "drwx------ +/var/lib/ocisnap-status"
 rwant "drwx------ +/var/log/ocisnap"
 if $has_man; then grep -qE ' /usr/share/man/man[0-9]/.*\.[0-9](\.gz)?$' "$T/rpm.files" || fail "no man pages in the rpm"; fi
