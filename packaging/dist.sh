@@ -69,8 +69,6 @@ classify() { # file -> the SPDX ids of the license texts in it (some files hold 
     *"Redistribution and use in source and binary forms"*) ids+=(BSD-2-Clause) ;;
   esac
   case $t in *"Permission to use, copy, modify, and/or distribute this software for any purpose"*) ids+=(ISC) ;; esac
-  # go-digest's LICENSE.docs: its documentation's license, bundled with the source
-  case $t in "Attribution-ShareAlike 4.0 International "*"Creative Commons"*) ids+=(CC-BY-SA-4.0) ;; esac
   echo "${ids[*]}"
 }
 : > packaging/vendor-licenses.txt
