@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -86,33 +85,23 @@ func (s *fileSink) Create(ctx context.Context) (Pending, error) {
 		dir.Close()
 		return nil, fmt.Errorf("%q: %w", s.path, err)
 	}
-	return &filePending{dest: s.path, dir: dir, f: f, w: bufio.NewWriterSize(f, bufSize)}, nil
+	return &filePending{pendingState: pendingState{name: fmt.Sprintf("%q", s.path)},
+		dest: s.path, dir: dir, f: f, w: bufio.NewWriterSize(f, bufSize)}, nil
 }
 
-// state of a filePending (and a streamPending).
-const (
-	writing = iota
-	committed
-	aborted
-	failed
-)
-
 type filePending struct {
-	mu    sync.Mutex
-	dest  string   // as given, for messages
-	dir   *os.Root // the destination's parent, open until the end
-	f     *atomicfile.File
-	w     *bufio.Writer
-	state int
-	err   error // of a failed Commit
+	pendingState
+	dest string   // as given, for messages
+	dir  *os.Root // the destination's parent, open until the end
+	f    *atomicfile.File
+	w    *bufio.Writer
 }
 
 func (p *filePending) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
-		return 0, p.closedErr()
+	if err := p.lockWriting(); err != nil {
+		return 0, err
 	}
+	defer p.mu.Unlock()
 	n, err := p.w.Write(b)
 	if err != nil {
 		err = fmt.Errorf("%q: %w", p.dest, err)
@@ -125,11 +114,10 @@ func (p *filePending) Write(b []byte) (int, error) {
 // kernel (atomicfile.File.ReadFrom: copy_file_range), no copy through user
 // memory.
 func (p *filePending) ReadFrom(r io.Reader) (int64, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
-		return 0, p.closedErr()
+	if err := p.lockWriting(); err != nil {
+		return 0, err
 	}
+	defer p.mu.Unlock()
 	if err := p.w.Flush(); err != nil {
 		return 0, fmt.Errorf("%q: %w", p.dest, err)
 	}
@@ -140,16 +128,6 @@ func (p *filePending) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-func (p *filePending) closedErr() error {
-	switch p.state {
-	case aborted:
-		return ErrAborted
-	case failed:
-		return p.err
-	}
-	return fmt.Errorf("%q: %w", p.dest, os.ErrClosed)
-}
-
 // Commit flushes the buffer and commits the replacement (atomicfile's
 // Commit: fsync, rename over the destination under a flock of the
 // directory, fsync of the directory). If Commit fails before the rename,
@@ -157,44 +135,32 @@ func (p *filePending) closedErr() error {
 // the final directory sync fails, the new snapshot is in place but its
 // durability is not known, and the error says so.
 func (p *filePending) Commit() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch p.state {
-	case committed:
+	return p.finish(func() error {
+		err := p.w.Flush()
+		if err != nil {
+			err = errors.Join(err, p.f.Abort())
+		} else {
+			err = p.f.Commit()
+		}
+		p.dir.Close()
+		if err != nil {
+			return fmt.Errorf("%q: %w", p.dest, err)
+		}
 		return nil
-	case aborted, failed:
-		return p.closedErr()
-	}
-	err := p.w.Flush()
-	if err != nil {
-		err = errors.Join(err, p.f.Abort())
-	} else {
-		err = p.f.Commit()
-	}
-	p.dir.Close()
-	if err != nil {
-		p.state, p.err = failed, fmt.Errorf("%q: %w", p.dest, err)
-		return p.err
-	}
-	p.state = committed
-	return nil
+	})
 }
 
 // Abort discards the snapshot: the temporary file is removed, the
 // destination is untouched. After Commit it does nothing.
 func (p *filePending) Abort() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
+	return p.cancel(func() error {
+		err := p.f.Abort()
+		p.dir.Close()
+		if err != nil {
+			return fmt.Errorf("%q: %w", p.dest, err)
+		}
 		return nil
-	}
-	p.state = aborted
-	err := p.f.Abort()
-	p.dir.Close()
-	if err != nil {
-		return fmt.Errorf("%q: %w", p.dest, err)
-	}
-	return nil
+	})
 }
 
 // CleanStaleTemps removes, in the directory dir (not below it), the

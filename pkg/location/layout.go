@@ -339,7 +339,7 @@ func storeBlob(root *os.Root, b blob) error {
 // index.json (atomically, under the layout's lock) to point the tag at the
 // new manifest: a reader sees the old snapshot or the new one, whole.
 type layoutPending struct {
-	mu    sync.Mutex
+	pendingState
 	ref   string
 	tag   string
 	root  *os.Root
@@ -350,8 +350,6 @@ type layoutPending struct {
 	n     int64
 	in    Info
 	stats LayerInfo
-	state int
-	err   error
 	// desc is the committed manifest's descriptor.
 	desc ocispec.Descriptor
 	// base, when set, is the snapshot the new layer goes on top of
@@ -378,7 +376,7 @@ func createLayout(root *os.Root, ref, tag string, in Info) (*layoutPending, erro
 			return nil, fmt.Errorf("%s: lock temporary blob: %w", ref, err)
 		}
 		h := sha256.New()
-		return &layoutPending{ref: ref, tag: tag, root: root, tmp: name, f: f, h: h,
+		return &layoutPending{pendingState: pendingState{name: ref}, ref: ref, tag: tag, root: root, tmp: name, f: f, h: h,
 			w: bufio.NewWriterSize(io.MultiWriter(f, h), bufSize), in: in}, nil
 	}
 	return nil, fmt.Errorf("%s: could not create a temporary blob in %d attempts", ref, maxAttempts)
@@ -397,11 +395,10 @@ func (p *layoutPending) SetLayerStats(entries, bytes int64) {
 }
 
 func (p *layoutPending) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
-		return 0, p.closedErr()
+	if err := p.lockWriting(); err != nil {
+		return 0, err
 	}
+	defer p.mu.Unlock()
 	n, err := p.w.Write(b)
 	p.n += int64(n)
 	if err != nil {
@@ -410,32 +407,20 @@ func (p *layoutPending) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (p *layoutPending) closedErr() error {
-	switch p.state {
-	case aborted:
-		return ErrAborted
-	case failed:
-		return p.err
-	}
-	return fmt.Errorf("%s: %w", p.ref, os.ErrClosed)
-}
-
 func (p *layoutPending) Commit() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch p.state {
-	case committed:
+	var rerr error // of releasing the committed blob's file and root
+	err := p.finish(func() error {
+		if err := p.commit(); err != nil {
+			p.discard()
+			return err
+		}
+		rerr = p.release()
 		return nil
-	case aborted, failed:
-		return p.closedErr()
-	}
-	if err := p.commit(); err != nil {
-		p.state, p.err = failed, err
-		p.discard()
+	})
+	if err != nil {
 		return err
 	}
-	p.state = committed
-	return p.release()
+	return rerr
 }
 
 func (p *layoutPending) commit() error {
@@ -543,13 +528,7 @@ func tagLayout(root *os.Root, tag string, desc ocispec.Descriptor) error {
 }
 
 func (p *layoutPending) Abort() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
-		return nil
-	}
-	p.state = aborted
-	return p.discard()
+	return p.cancel(p.discard)
 }
 
 func (p *layoutPending) discard() error {

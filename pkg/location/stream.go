@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"sync"
 )
 
 // NewStreamSink returns a Sink that writes a snapshot to w as it is
@@ -31,25 +29,21 @@ func (s *streamSink) Create(ctx context.Context) (Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &streamPending{name: s.name, w: bufio.NewWriterSize(s.w, bufSize)}, nil
+	return &streamPending{pendingState: pendingState{name: s.name}, w: bufio.NewWriterSize(s.w, bufSize)}, nil
 }
 
 // streamPending follows the Pending contract with the states of a
 // filePending.
 type streamPending struct {
-	mu    sync.Mutex
-	name  string
-	w     *bufio.Writer
-	state int
-	err   error // of a failed Commit
+	pendingState
+	w *bufio.Writer
 }
 
 func (p *streamPending) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
-		return 0, p.closedErr()
+	if err := p.lockWriting(); err != nil {
+		return 0, err
 	}
+	defer p.mu.Unlock()
 	n, err := p.w.Write(b)
 	if err != nil {
 		err = fmt.Errorf("write %s: %w", p.name, err)
@@ -60,11 +54,10 @@ func (p *streamPending) Write(b []byte) (int, error) {
 // ReadFrom hands r to w's ReadFrom once the buffer is flushed (an
 // *os.File: splice or copy_file_range where the kernel can).
 func (p *streamPending) ReadFrom(r io.Reader) (int64, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != writing {
-		return 0, p.closedErr()
+	if err := p.lockWriting(); err != nil {
+		return 0, err
 	}
+	defer p.mu.Unlock()
 	n, err := p.w.ReadFrom(r)
 	if err != nil {
 		err = fmt.Errorf("write %s: %w", p.name, err)
@@ -72,43 +65,22 @@ func (p *streamPending) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-func (p *streamPending) closedErr() error {
-	switch p.state {
-	case aborted:
-		return ErrAborted
-	case failed:
-		return p.err
-	}
-	return fmt.Errorf("%s: %w", p.name, os.ErrClosed)
-}
-
 // Commit flushes the buffer. After a failed flush the reader holds a
 // truncated snapshot, and Commit keeps returning that error.
 func (p *streamPending) Commit() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch p.state {
-	case committed:
+	return p.finish(func() error {
+		if err := p.w.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", p.name, err)
+		}
 		return nil
-	case aborted, failed:
-		return p.closedErr()
-	}
-	if err := p.w.Flush(); err != nil {
-		p.state, p.err = failed, fmt.Errorf("write %s: %w", p.name, err)
-		return p.err
-	}
-	p.state = committed
-	return nil
+	})
 }
 
 // Abort stops writing: what is still buffered is dropped, what was written
 // stays written. After Commit it does nothing.
 func (p *streamPending) Abort() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state == writing {
-		p.state = aborted
+	return p.cancel(func() error {
 		p.w.Reset(io.Discard)
-	}
-	return nil
+		return nil
+	})
 }
