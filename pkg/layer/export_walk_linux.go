@@ -111,7 +111,17 @@ type object struct {
 	change Change
 }
 
-func fileID(st *unix.Stat_t) FileID {
+func fileID(st *unix.Stat_t) FileID { return StatFileID(st) }
+
+// StatFileID is the FileID of the entry st is the lstat of. A whiteout
+// (char 0/0) is identified by its type alone: overlayfs makes every
+// whiteout of an upper a hard link to one shared inode, so each new
+// whiteout changes the ctime of all the others (and their link count),
+// while what a whiteout says never changes.
+func StatFileID(st *unix.Stat_t) FileID {
+	if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+		return FileID{Mode: st.Mode}
+	}
 	return FileID{Ino: st.Ino, CtimeNs: st.Ctim.Nano(), Size: st.Size, Mode: st.Mode}
 }
 
