@@ -9,7 +9,8 @@ import (
 // changes whenever the entry does (a write, chmod, chown, xattr, link or
 // rename changes the ctime; a new file has a new inode), so an entry whose
 // FileID is the one recorded earlier is unchanged since
-// (docs/snapshot-format.md, "Layered snapshots").
+// (docs/snapshot-format.md, "Layered snapshots"). A whiteout's is its type
+// alone (StatFileID).
 type FileID struct {
 	Ino     uint64
 	CtimeNs int64

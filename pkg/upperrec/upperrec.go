@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -97,32 +98,31 @@ func Take(dst, upper string, hdr Header, pre string, allEngine bool) (err error)
 	hj, _ := json.Marshal(hdr)
 	w.Write(hj)
 	w.WriteByte('\n')
-	var cur *Entry
-	advance := func() error {
-		cur = nil
+	var cur Entry // the next entry of prev, if have
+	have := false
+	advance := func() (err error) {
+		have = false
 		if prev == nil {
 			return nil
 		}
-		e, ok, err := prev.Next()
-		if ok {
-			cur = &e
-		}
+		cur, have, err = prev.Next()
 		return err
 	}
 	if err := advance(); err != nil {
 		return err
 	}
+	var line []byte
 	err = walk(upper, func(rel string, id layer.FileID, opaque bool) error {
 		tag := byte(TagRestored)
 		if allEngine && prev == nil {
 			tag = TagEngine
 		}
-		for cur != nil && layer.ComparePaths(cur.Path, rel) < 0 {
+		for have && layer.ComparePaths(cur.Path, rel) < 0 {
 			if err := advance(); err != nil {
 				return err
 			}
 		}
-		if cur != nil && cur.Path == rel {
+		if have && cur.Path == rel {
 			if cur.ID == id {
 				tag = TagEngine
 			}
@@ -130,11 +130,8 @@ func Take(dst, upper string, hdr Header, pre string, allEngine bool) (err error)
 				return err
 			}
 		}
-		flags := 0
-		if opaque {
-			flags = 1
-		}
-		_, err := fmt.Fprintf(w, "%c %d %d %d %d %d %s\n", tag, id.Ino, id.CtimeNs, id.Size, id.Mode, flags, strconv.Quote(rel))
+		line = appendEntry(line[:0], tag, rel, id, opaque)
+		_, err := w.Write(line)
 		return err
 	})
 	if err != nil {
@@ -186,45 +183,112 @@ func Open(path string) (*Reader, Header, error) {
 
 // Next returns the next entry; ok is false at the end.
 func (r *Reader) Next() (e Entry, ok bool, err error) {
-	line, err := r.r.ReadString('\n')
-	if err == io.EOF && line == "" {
+	line, err := r.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		// Longer than the buffer (a path of many escaped bytes).
+		long := append([]byte(nil), line...)
+		var rest string
+		rest, err = r.r.ReadString('\n')
+		line = append(long, rest...)
+	}
+	if err == io.EOF && len(line) == 0 {
 		return Entry{}, false, nil
 	}
 	r.line++
-	bad := func(why string) (Entry, bool, error) {
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("upper record %s: line %d: %s: %w", r.path, r.line, err, ErrCorrupt)
+	}
+	if why := parseEntry(line[:len(line)-1], &e); why != "" {
 		return Entry{}, false, fmt.Errorf("upper record %s: line %d: %s: %w", r.path, r.line, why, ErrCorrupt)
 	}
-	if err != nil {
-		return bad(err.Error())
-	}
-	f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 7)
-	if len(f) != 7 || len(f[0]) != 1 {
-		return bad("want 7 fields")
-	}
-	e.Tag = f[0][0]
-	if e.Tag != TagEngine && e.Tag != TagRestored {
-		return bad("unknown tag")
-	}
-	var perr error
-	parse := func(s string) int64 {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			perr = err
-		}
-		return v
-	}
-	e.ID.Ino = uint64(parse(f[1]))
-	e.ID.CtimeNs = parse(f[2])
-	e.ID.Size = parse(f[3])
-	e.ID.Mode = uint32(parse(f[4]))
-	e.Opaque = parse(f[5])&1 != 0
-	if perr != nil {
-		return bad(perr.Error())
-	}
-	if e.Path, perr = strconv.Unquote(f[6]); perr != nil || e.Path == "" {
-		return bad("bad path")
-	}
 	return e, true, nil
+}
+
+// appendEntry appends the record line of one entry: its tag, identity,
+// flags and quoted path, space separated.
+func appendEntry(b []byte, tag byte, rel string, id layer.FileID, opaque bool) []byte {
+	b = append(b, tag, ' ')
+	b = strconv.AppendUint(b, id.Ino, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, id.CtimeNs, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, id.Size, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(id.Mode), 10)
+	flags := byte('0')
+	if opaque {
+		flags = '1'
+	}
+	b = append(b, ' ', flags, ' ')
+	b = strconv.AppendQuote(b, rel)
+	return append(b, '\n')
+}
+
+// parseEntry parses a record line (without its newline) into e, allocating
+// only the path; it returns why the line is bad, "" if it is not.
+func parseEntry(line []byte, e *Entry) string {
+	if len(line) < 2 || line[1] != ' ' {
+		return "want 7 fields"
+	}
+	e.Tag = line[0]
+	if e.Tag != TagEngine && e.Tag != TagRestored {
+		return "unknown tag"
+	}
+	line = line[2:]
+	var nums [5]uint64
+	for i := range nums {
+		neg := i == 1 || i == 2 // ctime and size are signed
+		v, rest, why := parseNum(line, neg)
+		if why != "" {
+			return why
+		}
+		nums[i], line = v, rest
+	}
+	e.ID = layer.FileID{Ino: nums[0], CtimeNs: int64(nums[1]), Size: int64(nums[2])}
+	if nums[3] > 0xffffffff {
+		return "bad mode"
+	}
+	e.ID.Mode = uint32(nums[3])
+	e.Opaque = nums[4]&1 != 0
+	// The path, quoted: without escapes (the common case) Unquote returns
+	// part of its argument, so the path costs one allocation.
+	p, err := strconv.Unquote(string(line))
+	if err != nil || p == "" {
+		return "bad path"
+	}
+	e.Path = p
+	return ""
+}
+
+// parseNum parses a decimal number (negative if signed allows) ended by a
+// space, returning it (two's complement if negative) and what follows the
+// space.
+func parseNum(b []byte, signed bool) (uint64, []byte, string) {
+	neg := false
+	if signed && len(b) > 0 && b[0] == '-' {
+		neg, b = true, b[1:]
+	}
+	var v uint64
+	i := 0
+	for ; i < len(b) && b[i] != ' '; i++ {
+		c := b[i]
+		if c < '0' || c > '9' || v > (math.MaxUint64-uint64(c-'0'))/10 {
+			return 0, nil, "bad number"
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if i == 0 || i == len(b) {
+		return 0, nil, "want 7 fields"
+	}
+	if signed {
+		if neg && v > 1<<63 || !neg && v > math.MaxInt64 {
+			return 0, nil, "bad number"
+		}
+		if neg {
+			v = -v
+		}
+	}
+	return v, b[i+1:], ""
 }
 
 // Close closes the record.
@@ -243,7 +307,8 @@ func (h Header) Matches(upper string) bool {
 type Delta struct {
 	r           *Reader
 	incremental bool
-	cur         *Entry
+	cur         Entry // the next recorded entry, if have
+	have        bool
 	err         error
 	lastGone    string // the last path reported gone: nothing under it is reported
 	nonDir      string // the last present non-directory that was recorded: its old children go with it
@@ -259,18 +324,11 @@ func NewDelta(r *Reader, incremental bool) *Delta {
 }
 
 func (d *Delta) next() {
-	d.cur = nil
+	d.have = false
 	if d.err != nil {
 		return
 	}
-	e, ok, err := d.r.Next()
-	if err != nil {
-		d.err = err
-		return
-	}
-	if ok {
-		d.cur = &e
-	}
+	d.cur, d.have, d.err = d.r.Next()
 }
 
 func under(p, dir string) bool {
@@ -281,7 +339,7 @@ func under(p, dir string) bool {
 // collecting the gone ones.
 func (d *Delta) skip(rel string) []string {
 	var gone []string
-	for d.cur != nil && (rel == "" || layer.ComparePaths(d.cur.Path, rel) < 0) {
+	for d.have && (rel == "" || layer.ComparePaths(d.cur.Path, rel) < 0) {
 		p := d.cur.Path
 		if d.incremental && d.cur.Tag == TagRestored && !under(p, d.lastGone) && !under(p, d.nonDir) {
 			gone = append(gone, p)
@@ -301,7 +359,7 @@ func (d *Delta) Full() { d.incremental = false }
 func (d *Delta) Entry(rel string, id layer.FileID) (layer.Change, []string, error) {
 	gone := d.skip(rel)
 	c := layer.New
-	if d.cur != nil && d.cur.Path == rel {
+	if d.have && d.cur.Path == rel {
 		switch {
 		case d.cur.ID == id && (d.incremental || d.cur.Tag == TagEngine):
 			c = layer.Unchanged

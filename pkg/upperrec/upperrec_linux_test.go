@@ -349,3 +349,54 @@ func persistCycles(t *testing.T, seed uint64, format layer.Format) {
 		t.Fatalf("chain of %d layers, bound %d", len(chain), maxLayers)
 	}
 }
+
+// TestDeltaKeepsWhiteouts: overlayfs links every whiteout of an upper to
+// one inode, so a new whiteout moves the change time of all the earlier
+// ones; the delta still leaves the restored whiteouts out and writes only
+// the new one.
+func TestDeltaKeepsWhiteouts(t *testing.T) {
+	lower := t.TempDir()
+	for _, n := range []string{"a", "b", "c", "d"} {
+		if err := os.WriteFile(filepath.Join(lower, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := mount(t, lower)
+	for _, n := range []string{"a", "b", "c"} { // the restore's deletions
+		if err := os.Remove(filepath.Join(o.merged, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := filepath.Join(t.TempDir(), "rec")
+	if err := upperrec.Take(rec, o.upper, upperrec.Header{Base: "sha256:x", Layers: 1}, "", false); err != nil {
+		t.Fatal(err)
+	}
+	var before unix.Stat_t
+	if err := unix.Lstat(filepath.Join(o.upper, "a"), &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(o.merged, "d")); err != nil { // the container's
+		t.Fatal(err)
+	}
+	o.unmount(t)
+	var after unix.Stat_t
+	if err := unix.Lstat(filepath.Join(o.upper, "a"), &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino != before.Ino || after.Ctim == before.Ctim {
+		t.Logf("whiteouts not shared here (inode %d→%d, ctime %v→%v): the test still checks the delta", before.Ino, after.Ino, before.Ctim, after.Ctim)
+	}
+	r, _, err := upperrec.Open(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	if _, err := layer.Write(context.Background(), &buf, o.upper, layer.WithDelta(upperrec.NewDelta(r, true))); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(entries(t, buf.Bytes()), ", ")
+	if want := "./, ./d whiteout"; got != want {
+		t.Errorf("delta layer: %s, want %s", got, want)
+	}
+}

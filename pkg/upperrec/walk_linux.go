@@ -65,7 +65,7 @@ func walkDir(fd int, rel string, buf []byte, fn func(string, layer.FileID, bool)
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("%q: %w", "/"+r, err)
 		}
-		id := layer.FileID{Ino: st.Ino, CtimeNs: st.Ctim.Nano(), Size: st.Size, Mode: st.Mode}
+		id := layer.StatFileID(&st)
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			if err := fn(r, id, false); err != nil {
 				return err

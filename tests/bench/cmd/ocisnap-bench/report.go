@@ -30,6 +30,8 @@ type report struct {
 	Hook               *hookResult    `json:",omitempty"`
 	Lower              *lowerResult   `json:",omitempty"`
 	Startup            *startupResult `json:",omitempty"`
+	Persist            *persistResult `json:",omitempty"`
+	Chain              *chainResult   `json:",omitempty"`
 }
 
 var toolNames = map[string]string{
@@ -127,7 +129,7 @@ func (r *report) targets() []target {
 			ts = append(ts, target{what: op + ": time/entry at 100k ÷ at 1k (flat: ≤ 1.2)", got: per100k[i] / per1k[i], want: 1.2, unit: "", lessIsOK: true})
 		}
 	}
-	return ts
+	return append(ts, r.persistTargets()...)
 }
 
 // shortBacking is "tmpfs" or "disk" of a workload's backing description.
@@ -268,6 +270,7 @@ func (r *report) markdown(notesFile string) string {
 		p("\nA restore adds %s to the start (difference of the medians), %.0f ms more than `ocisnap apply` alone. That difference is not only the hook's (exec, state, config, policy, record): it also holds what podman and the kernel do with the restored files around the container (e.g. the overlay's unmount syncing their dirty pages at the exit of `true`), which `ocisnap apply`'s run does not time; the notes give the hook's own time, measured inside podman.\n\n",
 			secs(s.RestoreAdds), s.HookOverhead.Seconds()*1e3)
 	}
+	r.persistSection(p)
 	if l := r.Lower; l != nil {
 		p("## Export reads only the upper\n\n%s. The same upper exported with the image as its lower and with an empty lower, %d runs each, interleaved.\n\n", l.Desc, l.WithImage.Runs)
 		p("| lower | median | min – max |\n|---|---|---|\n")

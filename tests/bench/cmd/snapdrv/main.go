@@ -4,6 +4,7 @@
 //
 //	snapdrv apply ROOT SNAPSHOT          # layer.Apply, default limits
 //	snapdrv export [-format f] [-lower DIR]... [-durable] UPPER OUT  # layer.Write
+//	snapdrv record|persist|statwalk ...  # io.ocisnap.persist (persist.go)
 //
 // Without -durable OUT is not fsynced (the CPU view: the plain peers do not
 // sync either). With -durable it is written as the hook writes a snapshot:
@@ -43,7 +44,10 @@ func main() {
 
 func run() error {
 	if len(os.Args) < 2 {
-		return fmt.Errorf("usage: snapdrv apply|export ...")
+		return fmt.Errorf("usage: snapdrv apply|export|record|persist|statwalk ...")
+	}
+	if ok, err := runPersist(os.Args[1], os.Args[2:]); ok {
+		return err
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ContinueOnError)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile")
