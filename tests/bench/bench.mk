@@ -1,8 +1,8 @@
 # Benchmark of restore/export against GNU tar, bsdtar and containers/storage.
 # Included from the top-level Makefile (-include tests/bench/bench.mk).
 #
-#   make bench        full run (as root; ~28 min on a quiet 2-core machine at BENCH_RUNS=4 before
-#                     the registry, persist and chain rows, within 40 min with them; per-row
+#   make bench        full run (as root; ~30 min on a quiet 2-core machine at BENCH_RUNS=4 before
+#                     the registry, persist and chain rows: they have 10 min of a 40 min run; per-row
 #                     figures in tests/bench/README.md "Duration"): tests/bench/results.md,
 #                     results.json, scaling.png. A failed row fails it (exit 1) and leaves those
 #                     as they were; the rows measured before it go to results.{md,json}.partial
