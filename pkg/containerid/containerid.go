@@ -8,15 +8,16 @@ package containerid
 import (
 	"errors"
 	"fmt"
-	"regexp"
 )
 
 // ErrInvalid is wrapped by the error for an id that breaks the rule.
 var ErrInvalid = errors.New("invalid container id")
 
-// idRE is the rule runc and crun apply to container ids; a leading
-// alphanumeric also excludes ".", ".." and hidden (temporary) names.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
+// pattern is the rule runc and crun apply to container ids; a leading
+// alphanumeric also excludes ".", ".." and hidden (temporary) names. It is
+// checked by hand (valid), not by a package-level regexp: every hook run,
+// a no-op included, would compile that at start-up.
+const pattern = `^[A-Za-z0-9][A-Za-z0-9_.+-]*$`
 
 // MaxLen is the longest container id, in bytes: "<id>.json" fits
 // NAME_MAX (255). (Runtimes and engines generate 64-hex-digit ids.)
@@ -29,8 +30,25 @@ func Validate(id string) error {
 	if len(id) > MaxLen {
 		return fmt.Errorf("%w: %.40q... is %d bytes long, more than %d", ErrInvalid, id, len(id), MaxLen)
 	}
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w: %q (want %s)", ErrInvalid, id, idRE)
+	if !valid(id) {
+		return fmt.Errorf("%w: %q (want %s)", ErrInvalid, id, pattern)
 	}
 	return nil
+}
+
+// valid reports whether id matches pattern.
+func valid(id string) bool {
+	if id == "" || !alnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; !alnum(c) && c != '_' && c != '.' && c != '+' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func alnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }

@@ -3,6 +3,7 @@ package containerid
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -22,5 +23,31 @@ func TestValidate(t *testing.T) {
 		if err := Validate(id); err != nil {
 			t.Errorf("Validate(%s): %v", fmt.Sprintf("%.20q", id), err)
 		}
+	}
+}
+
+// TestValidMatchesPattern: the hand-written check accepts exactly what the
+// documented pattern matches, over every string of up to 3 bytes from an
+// alphabet holding each class of the rule and its neighbours.
+func TestValidMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(pattern)
+	alphabet := []byte("aZz09_.+-/ \x00\n:*@[`{\xc3\xa9\x7f")
+	var check func(s []byte)
+	n := 0
+	check = func(s []byte) {
+		if got, want := valid(string(s)), re.Match(s); got != want {
+			t.Errorf("valid(%q) = %v, pattern says %v", s, got, want)
+		}
+		n++
+		if len(s) == 3 {
+			return
+		}
+		for _, c := range alphabet {
+			check(append(s, c))
+		}
+	}
+	check(nil)
+	if n < 1000 {
+		t.Fatalf("checked only %d strings", n)
 	}
 }

@@ -336,20 +336,39 @@ func (p *filePool) close(abort bool) {
 // closes it.
 func (j *fileJob) run() (err error) {
 	if j.fd < 0 {
-		j.fd, err = unix.Openat(j.dir.fd, j.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, j.mode)
+		j.fd, err = rawOpenat(j.dir.fd, j.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, j.mode)
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
 	}
 	defer func() {
-		if cerr := closeFd(j.fd); err == nil && cerr != nil {
+		if cerr := rawClose(j.fd); err == nil && cerr != nil {
 			err = fmt.Errorf("close: %w", cerr)
 		}
 	}()
 	if len(j.data) > 0 {
-		if _, err := rawFdWriter(j.fd).Write(j.data); err != nil {
-			return err
+		if _, err := rawWriteAll(j.fd, j.data); err != nil {
+			return fmt.Errorf("write: %w", err)
 		}
 	}
-	return setFdMetaOpt(j.fd, &j.m, j.chown, j.chmod)
+	m := &j.m
+	if j.chown {
+		if err := rawFd3(unix.SYS_FCHOWN, j.fd, uintptr(m.uid), uintptr(m.gid)); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", m.uid, m.gid, err)
+		}
+	}
+	if j.chmod {
+		if err := rawFd3(unix.SYS_FCHMOD, j.fd, uintptr(m.mode), 0); err != nil {
+			return fmt.Errorf("chmod %#o: %w", m.mode, err)
+		}
+	}
+	if err := forXattrs(m.hdr, false, func(name string, value []byte) error {
+		return unix.Fsetxattr(j.fd, name, value, 0)
+	}); err != nil {
+		return err
+	}
+	if err := rawFutimens(j.fd, &m.times); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
 }

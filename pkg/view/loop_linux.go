@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // loopRE is what a recorded loop device must look like before Release
-// opens it.
-var loopRE = regexp.MustCompile(`^/dev/loop[0-9]+$`)
+// opens it. Compiled on first use, not at start-up: every hook run links
+// this package, most never release a view.
+var loopRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/dev/loop[0-9]+$`) })
 
 // attachLoop attaches backing to a free loop device, read-only and with
 // autoclear (the kernel detaches the device when its last user closes it:
@@ -98,7 +100,7 @@ func configureLoop(lf, backing *os.File) error {
 // container got meanwhile is left alone. A busy device is only marked
 // autoclear by the kernel.
 func detachLoop(dev, backingPath string) error {
-	if !loopRE.MatchString(dev) {
+	if !loopRE().MatchString(dev) {
 		return fmt.Errorf("recorded loop device %q is not a loop device path", dev)
 	}
 	lf, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -119,8 +120,11 @@ func mountImage(recorded *Overlay, mp string) error {
 // mappedLayerRE matches a lower layer of a containers/storage container
 // with an id mapping: <home>/<container layer>/mapped/<n>/l/<link>, a
 // temporary idmapped mount of the layer <home>/l/<link> that the
-// overlay keeps but that is detached once the rootfs is mounted.
-var mappedLayerRE = regexp.MustCompile(`^(/.*)/[^/]+/mapped/[0-9]+/l/([^/]+)$`)
+// overlay keeps but that is detached once the rootfs is mounted. Compiled
+// on first use, not at every hook's start-up.
+var mappedLayerRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(/.*)/[^/]+/mapped/[0-9]+/l/([^/]+)$`)
+})
 
 // unmappedLayers replaces each recorded layer that no longer exists and is
 // a containers/storage idmapped layer by the layer itself: the view shows
@@ -132,7 +136,7 @@ func unmappedLayers(dirs []string) []string {
 		if _, err := os.Stat(d); err == nil {
 			continue
 		}
-		if m := mappedLayerRE.FindStringSubmatch(d); m != nil {
+		if m := mappedLayerRE().FindStringSubmatch(d); m != nil {
 			if real, err := filepath.EvalSymlinks(filepath.Join(m[1], "l", m[2])); err == nil {
 				out[i] = real
 			}

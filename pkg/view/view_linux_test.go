@@ -392,7 +392,7 @@ func TestFileView(t *testing.T) {
 			if err := f.prepare(f.request(KindFile, img, Bind{"boot/vmlinuz", "/run/boot/vmlinuz"})); err != nil {
 				t.Fatal(err)
 			}
-			if !loopRE.MatchString(f.st.LoopDevice) {
+			if !loopRE().MatchString(f.st.LoopDevice) {
 				t.Errorf("no loop device recorded: %+v", f.st)
 			}
 			if devs := loopsOf(img); len(devs) != 1 {

@@ -1,7 +1,11 @@
 # Benchmark of restore/export against GNU tar, bsdtar and containers/storage.
 # Included from the top-level Makefile (-include tests/bench/bench.mk).
 #
-#   make bench        full run (~40 min as root): tests/bench/results.md, results.json, scaling.png
+#   make bench        full run (as root; ~30 min on a quiet 2-core machine at BENCH_RUNS=4 before
+#                     the registry, persist and chain rows: they have 10 min of a 40 min run; per-row
+#                     figures in tests/bench/README.md "Duration"): tests/bench/results.md,
+#                     results.json, scaling.png. A failed row fails it (exit 1) and leaves those
+#                     as they were; the rows measured before it go to results.{md,json}.partial
 #   make bench-report re-render results.md from results.json with the current notes.md
 #   make bench-quick  CI check (<1 min as root): scaled-down workloads (2,000 small files,
 #                     10,000 tiny ones, 2 × 64 MiB), ocisnap against GNU tar, 7 interleaved runs;
@@ -18,7 +22,7 @@ GO              ?= go
 BENCH_DIR       := tests/bench
 BENCH_BIN       := $(BENCH_DIR)/bin
 BENCH_WORKDIR   ?= /var/tmp/ocisnap-bench
-BENCH_RUNS      ?= 5
+BENCH_RUNS      ?= 4
 BENCH_FLAGS     ?=
 BENCH_QUICK_MAX_RATIO ?= 1.3
 BENCH_COMMIT    = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- pkg 2>/dev/null || echo -dirty)

@@ -363,6 +363,9 @@ func pick(all []tool, keys []string) []tool {
 // overlay over the image, runs+1 rounds with the tools interleaved and
 // shuffled anew each round (order); the first round warms the caches and is not counted.
 func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
+	if len(tools) == 0 {
+		return nil, nil // an export-only pass (-durable-disk)
+	}
 	samples := make(map[string][]sample)
 	base := filepath.Join(e.fs.dir, "r")
 	for r := 0; r <= b.runs; r++ {

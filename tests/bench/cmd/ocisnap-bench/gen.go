@@ -27,6 +27,10 @@ type workload struct {
 	bytes   int64 // file content bytes in the snapshot
 	upper   int64 // bytes in the upper (for export)
 	backing string
+
+	// durableOnly: measure only the durable export tools (the disk pass
+	// of -durable-disk).
+	durableOnly bool
 }
 
 type gen struct {
