@@ -308,6 +308,9 @@ func (b *bench) runFull(rep *report, selected func(string) bool, withStrace bool
 		}
 		rep.Startup = s
 	}
+	if err := b.runRegistry(rep, selected); err != nil {
+		return err
+	}
 	if selected("export-lower") {
 		l, err := b.lowerIndependence()
 		if err != nil {

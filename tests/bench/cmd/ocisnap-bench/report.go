@@ -27,9 +27,10 @@ type report struct {
 	Plot               string
 	Nice               int
 	Workloads          []wresult
-	Hook               *hookResult    `json:",omitempty"`
-	Lower              *lowerResult   `json:",omitempty"`
-	Startup            *startupResult `json:",omitempty"`
+	Hook               *hookResult     `json:",omitempty"`
+	Lower              *lowerResult    `json:",omitempty"`
+	Startup            *startupResult  `json:",omitempty"`
+	Registry           *registryResult `json:",omitempty"`
 }
 
 var toolNames = map[string]string{
@@ -127,7 +128,7 @@ func (r *report) targets() []target {
 			ts = append(ts, target{what: op + ": time/entry at 100k ÷ at 1k (flat: ≤ 1.2)", got: per100k[i] / per1k[i], want: 1.2, unit: "", lessIsOK: true})
 		}
 	}
-	return ts
+	return append(ts, r.registryTargets()...)
 }
 
 // shortBacking is "tmpfs" or "disk" of a workload's backing description.
@@ -274,6 +275,7 @@ func (r *report) markdown(notesFile string) string {
 		p("| %s image | %s | %s – %s |\n", mib(l.ImageBytes), secs(l.WithImage.Median), secs(l.WithImage.Min), secs(l.WithImage.Max))
 		p("| empty | %s | %s – %s |\n\n", secs(l.EmptyLower.Median), secs(l.EmptyLower.Min), secs(l.EmptyLower.Max))
 	}
+	r.registrySection(p)
 	var withStrace []wresult
 	for _, w := range r.Workloads {
 		if len(w.Strace) > 0 {
