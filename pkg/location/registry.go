@@ -229,7 +229,13 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 		ResponseHeaderTimeout: 30 * time.Second,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       30 * time.Second,
-		ForceAttemptHTTP2:     true,
+		// HTTP/1.1: a blob is one long stream per connection, which
+		// HTTP/2's framing and flow control only make costlier. Measured
+		// on loopback against docker-registry (2 cores, ~250 MiB zstd
+		// layer): the registry's CPU 0.36 s instead of 0.59-0.67 s for a
+		// restore, 1.0-1.3 s instead of 1.6-1.7 s for a push, the
+		// client's the same, its peak RSS 4-7 MiB lower.
+		ForceAttemptHTTP2: false,
 	}
 	auth := authn.Anonymous
 	if cred != (credential{}) {
