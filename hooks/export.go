@@ -162,7 +162,11 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	}
 	// --registry-timeout bounds the push (registryOpt), which streams
 	// while the snapshot is written: a slow push leaves it in the spool.
-	location.Describe(sink, snapshotInfo(rec.Export))
+	info := snapshotInfo(rec.Export)
+	if info.Base != nil && info.Base.Name == "" {
+		info.Base.Name = podmanImageName(rec.Overlay.Lowers)
+	}
+	location.Describe(sink, info)
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp),
 		layer.WithMaxExportBytes(h.cfg.Policy.MaxExportBytes))
 	plan := h.planExport(rec)
