@@ -9,8 +9,8 @@ case "${1:-test}" in
            pkgs+=(erofs-utils squashfs-tools libarchive-tools attr go-md2man bsdutils uidmap python3 docker-registry apache2-utils skopeo e2fsprogs e2fsprogs) ;;
   package) want+=(go-md2man rpmbuild rpmlint dpkg-buildpackage lintian dh)
            pkgs+=(go-md2man rpm rpmlint dpkg-dev lintian debhelper) ;;
-  bench)   want+=(bsdtar strace mkfs.ext4 losetup /usr/bin/time findmnt)
-           pkgs+=(libarchive-tools strace e2fsprogs mount time util-linux) ;;
+  bench)   want+=(bsdtar strace mkfs.ext4 losetup /usr/bin/time findmnt docker-registry htpasswd skopeo zstd)
+           pkgs+=(libarchive-tools strace e2fsprogs mount time util-linux docker-registry apache2-utils skopeo zstd) ;;
   demo)    ;;
 esac
 

@@ -160,9 +160,13 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	if err != nil {
 		return err
 	}
-	// --registry-timeout bounds the push (registryOpt), not the writing
-	// of the staged snapshot: a slow push leaves it in the spool.
-	location.Describe(sink, snapshotInfo(rec.Export))
+	// --registry-timeout bounds the push (registryOpt), which streams
+	// while the snapshot is written: a slow push leaves it in the spool.
+	info := snapshotInfo(rec.Export)
+	if info.Base != nil && info.Base.Name == "" {
+		info.Base.Name = podmanImageName(rec.Overlay.Lowers)
+	}
+	location.Describe(sink, info)
 	opts := append(writeOpts(rec), layer.WithFormat(f), layer.WithCompression(comp),
 		layer.WithMaxExportBytes(h.cfg.Policy.MaxExportBytes))
 	plan := h.planExport(rec)
@@ -175,6 +179,13 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 		p, err = a.CreateOn(ctx, plan.base)
 		if errors.Is(err, location.ErrBaseMoved) || errors.Is(err, location.ErrNotFound) {
 			h.log.Warn("the location no longer holds the restored snapshot: exporting a whole layer", "annotation", KeyPersist,
+				"dest", rec.Export.Dest, "err", err)
+			plan.delta.Full()
+			plan.base = ""
+		} else if err != nil && location.Kind(rec.Export.Dest) == location.KindDocker {
+			// The registry cannot be reached to read the chain: a whole
+			// layer, which the spool keeps, rather than nothing.
+			h.log.Warn("cannot read the restored chain from the registry: exporting a whole layer", "annotation", KeyPersist,
 				"dest", rec.Export.Dest, "err", err)
 			plan.delta.Full()
 			plan.base = ""

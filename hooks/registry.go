@@ -1,8 +1,12 @@
 package hooks
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -135,6 +139,57 @@ func recordBase(e *statefile.Export, c *ocistate.Container, lowers []string) {
 	}
 	e.LowerChain = digest.FromString(strings.Join(ids, "\n")).String()
 }
+
+// podmanImageName is the name containers/storage gives the image whose top
+// layer is the container's topmost lower layer: podman puts no image name
+// in config.json. From <graphroot>/overlay/<layer id>/diff (the lower, after
+// its overlay/l/ symlink), the first name of the image in
+// <graphroot>/overlay-images/images.json whose "layer" is that id, read as
+// a stream (bounded). "" when the lowers are not containers/storage's or no
+// image matches. Run at export only: never on the hook's no-op path.
+func podmanImageName(lowers []string) string {
+	if len(lowers) == 0 {
+		return ""
+	}
+	l := lowers[0]
+	if r, err := filepath.EvalSymlinks(l); err == nil {
+		l = r
+	}
+	if filepath.Base(l) != "diff" {
+		return ""
+	}
+	layerDir := filepath.Dir(l)
+	driverDir := filepath.Dir(layerDir)
+	if filepath.Base(driverDir) != "overlay" {
+		return ""
+	}
+	id := filepath.Base(layerDir)
+	f, err := os.Open(filepath.Join(filepath.Dir(driverDir), "overlay-images", "images.json"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReader(io.LimitReader(f, maxImagesJSON)))
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return ""
+	}
+	for dec.More() {
+		var img struct {
+			Names []string `json:"names"`
+			Layer string   `json:"layer"`
+		}
+		if dec.Decode(&img) != nil {
+			return ""
+		}
+		if img.Layer == id && len(img.Names) > 0 {
+			return img.Names[0]
+		}
+	}
+	return ""
+}
+
+// maxImagesJSON bounds what podmanImageName reads of images.json.
+const maxImagesJSON = 64 << 20
 
 // snapshotInfo is what an oci:/docker:// export records in the config.
 func snapshotInfo(e *statefile.Export) location.Info {

@@ -88,8 +88,16 @@ func spoolPending(_ context.Context, cfg *Config) ([]PendingPush, error) {
 	ps, err := location.ListPending(cfg.Registry.SpoolDir)
 	out := make([]PendingPush, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, PendingPush{Dest: p.Ref, Since: p.Created, Where: p.Dir,
-			Cause: "the registry could not be reached at the container's stop (`ocisnap push --pending` delivers it)"})
+		cause := "the registry could not be reached at the container's stop (`ocisnap push --pending` delivers it)"
+		switch {
+		case p.BaseMoved:
+			cause = "not delivered, the tag moved off the snapshot this layer was built on (" + p.LastFailure +
+				"); `ocisnap push --pending --force` moves it anyway, dropping the newer snapshot from the tag"
+		case p.LastFailure != "":
+			cause = "the last delivery failed at " + p.FailedAt.Format(time.RFC3339) + ": " + p.LastFailure +
+				" (`ocisnap push --pending` tries again)"
+		}
+		out = append(out, PendingPush{Dest: p.Ref, Since: p.Created, Where: p.Dir, Cause: cause})
 	}
 	return out, err
 }

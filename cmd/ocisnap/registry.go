@@ -121,7 +121,7 @@ func (a *app) openManifestInput(ctx context.Context, ref string) (io.ReadCloser,
 }
 
 func newPushCmd(a *app) *cobra.Command {
-	var pending bool
+	var pending, force bool
 	var spool string
 	cmd := &cobra.Command{
 		Use:   "push SRC DST | push --pending",
@@ -133,16 +133,20 @@ func newPushCmd(a *app) *cobra.Command {
 			if pending {
 				return cobra.NoArgs(cmd, args)
 			}
+			if force {
+				return usagef("--force goes with --pending")
+			}
 			return cobra.ExactArgs(2)(cmd, args)
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pending {
-				return a.pushPending(cmd.Context(), spool)
+				return a.pushPending(cmd.Context(), spool, force)
 			}
 			return a.copySnapshot(cmd.Context(), args[0], args[1])
 		},
 	}
 	cmd.Flags().BoolVar(&pending, "pending", false, "deliver the spooled exports")
+	cmd.Flags().BoolVar(&force, "force", false, "with --pending: also deliver a layer whose tag moved off the snapshot it was built on (the newer snapshot is dropped from the tag)")
 	cmd.Flags().StringVar(&spool, "spool-dir", location.DefaultSpoolDir, "the hook's spool directory (with --pending)")
 	return cmd
 }
@@ -221,8 +225,8 @@ func sniffCompression(b []byte) string {
 	return "none"
 }
 
-func (a *app) pushPending(ctx context.Context, spool string) error {
-	res, err := location.PushPending(ctx, spool, a.reg)
+func (a *app) pushPending(ctx context.Context, spool string, force bool) error {
+	res, err := location.PushPending(ctx, spool, a.reg, force)
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", spool, err)
 	}

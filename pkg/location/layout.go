@@ -427,22 +427,21 @@ func (p *layoutPending) commit() error {
 	if err := p.w.Flush(); err != nil {
 		return fmt.Errorf("%s: write temporary blob: %w", p.ref, err)
 	}
-	if err := p.f.Sync(); err != nil {
-		return fmt.Errorf("%s: sync temporary blob: %w", p.ref, err)
-	}
-	mt, err := LayerMediaType(p.in.Format, p.in.Compression)
+	layer, config, manifest, err := p.build()
 	if err != nil {
 		return err
 	}
+	return p.store(layer, config, manifest)
+}
+
+// build describes the written layer (flushed) and makes the config and the
+// manifest that list it (after base's layers, if any).
+func (p *layoutPending) build() (ocispec.Descriptor, blob, blob, error) {
+	mt, err := LayerMediaType(p.in.Format, p.in.Compression)
+	if err != nil {
+		return ocispec.Descriptor{}, blob{}, blob{}, err
+	}
 	layer := ocispec.Descriptor{MediaType: mt, Digest: digest.NewDigest(digest.SHA256, p.h), Size: p.n}
-	lp, _ := blobPath(layer.Digest)
-	if err := p.root.Rename(p.tmp, lp); err != nil {
-		return fmt.Errorf("%s: store layer blob %s: %w", p.ref, layer.Digest, err)
-	}
-	p.tmp = ""
-	if err := syncDir(p.root, "blobs/sha256"); err != nil {
-		return fmt.Errorf("%s: sync blobs: %w", p.ref, err)
-	}
 	created := p.in.Created
 	if created.IsZero() {
 		created = time.Now().UTC()
@@ -466,7 +465,25 @@ func (p *layoutPending) commit() error {
 	}
 	config, manifest, err := buildManifest(cfg, layers)
 	if err != nil {
-		return err
+		return ocispec.Descriptor{}, blob{}, blob{}, err
+	}
+	return layer, config, manifest, nil
+}
+
+// store makes the layer (the temporary blob, synced and renamed), the
+// config and the manifest blobs of the layout, and points the tag at the
+// manifest.
+func (p *layoutPending) store(layer ocispec.Descriptor, config, manifest blob) error {
+	if err := p.f.Sync(); err != nil {
+		return fmt.Errorf("%s: sync temporary blob: %w", p.ref, err)
+	}
+	lp, _ := blobPath(layer.Digest)
+	if err := p.root.Rename(p.tmp, lp); err != nil {
+		return fmt.Errorf("%s: store layer blob %s: %w", p.ref, layer.Digest, err)
+	}
+	p.tmp = ""
+	if err := syncDir(p.root, "blobs/sha256"); err != nil {
+		return fmt.Errorf("%s: sync blobs: %w", p.ref, err)
 	}
 	for _, b := range []blob{config, manifest} {
 		if err := storeBlob(p.root, b); err != nil {

@@ -1,6 +1,7 @@
 package location
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -227,7 +229,13 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 		ResponseHeaderTimeout: 30 * time.Second,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       30 * time.Second,
-		ForceAttemptHTTP2:     true,
+		// HTTP/1.1: a blob is one long stream per connection, which
+		// HTTP/2's framing and flow control only make costlier. Measured
+		// on loopback against docker-registry (2 cores, ~250 MiB zstd
+		// layer): the registry's CPU 0.36 s instead of 0.59-0.67 s for a
+		// restore, 1.0-1.3 s instead of 1.6-1.7 s for a push, the
+		// client's the same, its peak RSS 4-7 MiB lower.
+		ForceAttemptHTTP2: false,
 	}
 	auth := authn.Anonymous
 	if cred != (credential{}) {
@@ -338,11 +346,19 @@ func (c *client) fetchBlob(d ocispec.Descriptor) (io.ReadCloser, error) {
 	return l.Compressed()
 }
 
-// Create stages the snapshot as an OCI layout in a spool entry (see
-// spool.go); Commit pushes it and removes the entry, or keeps it when the
-// push fails.
-func (d *dockerRef) Create(ctx context.Context) (Pending, error) {
-	e, err := newSpoolEntry(d.reg.SpoolDir, d.ref)
+// Create starts an export: the layer is written into a spool entry (see
+// spool.go) and, at the same time, streamed to the registry (teeStream);
+// Commit pushes the config and the manifest and drops the entry, unsynced.
+// If the push fails, Commit stores the entry durably (synced, a complete
+// OCI layout), tries once more from it, and keeps it when that fails too.
+func (d *dockerRef) Create(ctx context.Context) (Pending, error) { return d.create(ctx, nil) }
+
+func (d *dockerRef) create(ctx context.Context, base *Snapshot) (Pending, error) {
+	var bd digest.Digest
+	if base != nil {
+		bd = base.Digest
+	}
+	e, err := newSpoolEntry(d.reg.SpoolDir, d.ref, bd)
 	if err != nil {
 		return nil, err
 	}
@@ -352,13 +368,48 @@ func (d *dockerRef) Create(ctx context.Context) (Pending, error) {
 		return nil, err
 	}
 	e.root = nil // lp owns it now
-	return &dockerPending{layoutPending: lp, ctx: ctx, d: d, e: e}, nil
+	lp.base = base
+	p := &dockerPending{layoutPending: lp, d: d, e: e, baseDigest: bd}
+	// --registry-timeout (PushTimeout) bounds the push, which runs while
+	// the layer is written.
+	if t := d.reg.PushTimeout; t > 0 {
+		p.ctx, p.cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("push took longer than %v", t))
+	} else {
+		p.ctx, p.cancel = context.WithCancel(ctx)
+	}
+	p.startStream()
+	return p, nil
+}
+
+// startStream starts the upload of the layer as it is written. Without a
+// client (a bad certs dir, say) the export is stored, then pushed from
+// the entry, whose push reports the error.
+func (p *dockerPending) startStream() {
+	mt, err := LayerMediaType(p.in.Format, p.in.Compression)
+	if err != nil {
+		return
+	}
+	c, err := newClient(p.ctx, p.d.host, p.d.repo, p.d.reg)
+	if err != nil {
+		return
+	}
+	s := newTeeStream(mt)
+	p.c, p.s = c, s
+	p.w = bufio.NewWriterSize(io.MultiWriter(p.f, p.h, s), bufSize)
+	go func() {
+		err := remote.WriteLayer(c.repo, teeLayer{s}, c.opts...)
+		if err != nil {
+			err = remoteErr(c.ref, "push layer", err)
+		}
+		s.end(err)
+	}()
 }
 
 // CreateOn stages a layer to add on top of the registry's snapshot with
 // manifest digest base (Appender); the push uploads only the new layer
 // and config (the registry holds the others: each blob is checked before
-// it is uploaded).
+// it is uploaded), and moves the tag only if it still points at base
+// (else the entry stays in the spool: see PushPending's force).
 func (d *dockerRef) CreateOn(ctx context.Context, base digest.Digest) (Pending, error) {
 	c, err := newClient(ctx, d.host, d.repo, d.reg)
 	if err != nil {
@@ -371,56 +422,111 @@ func (d *dockerRef) CreateOn(ctx context.Context, base digest.Digest) (Pending, 
 	if snap.Digest != base {
 		return nil, fmt.Errorf("%s: tagged %s, not %s: %w", d.ref, snap.Digest, base, ErrBaseMoved)
 	}
-	p, err := d.Create(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p.(*dockerPending).base = snap
-	return p, nil
+	return d.create(ctx, snap)
 }
 
 type dockerPending struct {
 	*layoutPending
-	ctx context.Context
-	d   *dockerRef
-	e   *spoolEntry
+	ctx        context.Context // bounded by PushTimeout from Create on
+	cancel     context.CancelFunc
+	d          *dockerRef
+	e          *spoolEntry
+	baseDigest digest.Digest // the manifest the layer goes on ("": none)
+	c          *client       // nil: no stream
+	s          *teeStream
+
+	cmu   sync.Mutex
+	cdone bool
+	cerr  error
 }
 
-// Commit stores the staged snapshot (a crash from here on leaves it in the
-// spool, whole), pushes it and drops the entry. A push that fails keeps the
-// entry when the sink has a spool (the error wraps ErrSpooled) and removes
-// it otherwise.
+// Commit ends the stream, pushes the config and the manifest (the tag moved
+// last) and drops the entry, never synced. When that fails, the snapshot is
+// stored in the entry, synced (a crash from here on leaves it there,
+// whole), pushed once more from it unless the failure was the credentials'
+// or a moved base, and kept when the sink has a spool (the error wraps
+// ErrSpooled), removed otherwise.
 func (p *dockerPending) Commit() error {
-	if err := p.layoutPending.Commit(); err != nil {
+	p.cmu.Lock()
+	defer p.cmu.Unlock()
+	if !p.cdone {
+		p.cdone, p.cerr = true, p.commit()
+	}
+	return p.cerr
+}
+
+func (p *dockerPending) commit() error {
+	defer p.cancel()
+	pushed := false
+	pushErr := errors.New("no registry client")
+	var rerr error
+	err := p.finish(func() error {
+		if err := p.w.Flush(); err != nil {
+			p.discard()
+			return fmt.Errorf("%s: write temporary blob: %w", p.ref, err)
+		}
+		layer, config, manifest, err := p.build()
+		if err != nil {
+			p.discard()
+			return err
+		}
+		if p.s != nil {
+			p.s.done(layer.Digest, layer.Size)
+			if pushErr = p.s.wait(); pushErr == nil {
+				pushErr = p.c.pushTop(p.ctx, config, manifest, p.d.tag, p.baseDigest, p.d.reg.Attempts)
+			}
+			if pushErr == nil {
+				pushed = true
+				rerr = p.discard()
+				return nil
+			}
+		}
+		if err := p.store(layer, config, manifest); err != nil {
+			p.discard()
+			return err
+		}
+		rerr = p.release()
+		return nil
+	})
+	if err != nil {
 		p.e.remove()
 		return err
 	}
-	ctx := p.ctx
-	if t := p.d.reg.PushTimeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("push took longer than %v", t))
-		defer cancel()
+	if pushed {
+		return errors.Join(rerr, p.e.remove())
 	}
-	err := pushLayout(ctx, p.e.layoutDir(), p.d.host, p.d.repo, p.d.tag, p.d.reg)
-	if err == nil {
-		return p.e.remove()
+	if !errors.Is(pushErr, ErrAuth) && !errors.Is(pushErr, ErrBaseMoved) && p.ctx.Err() == nil {
+		// Once more from the stored entry (what the stream stored is not
+		// sent again).
+		pushErr = pushLayout(p.ctx, p.e.layoutDir(), p.d.host, p.d.repo, p.d.tag, p.baseDigest, p.d.reg)
+		if pushErr == nil {
+			return errors.Join(rerr, p.e.remove())
+		}
+	} else if p.ctx.Err() != nil {
+		pushErr = errors.Join(pushErr, context.Cause(p.ctx))
 	}
 	if !p.e.keep {
 		p.e.remove()
-		return err
+		return pushErr
 	}
+	p.e.recordFailure(pushErr)
 	p.e.unlock()
-	return fmt.Errorf("%w (%s, delivered by `ocisnap push --pending`): %w", ErrSpooled, p.e.dir, err)
+	return fmt.Errorf("%w (%s, delivered by `ocisnap push --pending`): %w", ErrSpooled, p.e.dir, pushErr)
 }
 
 func (p *dockerPending) Abort() error {
+	if p.s != nil {
+		p.s.abort()
+	}
 	err := p.layoutPending.Abort()
+	p.cancel()
 	return errors.Join(err, p.e.remove())
 }
 
 // pushLayout pushes the snapshot tagged spoolTag in the layout dir to
-// host/repo:tag (the tag moved last).
-func pushLayout(ctx context.Context, dir, host, repo, tag string, reg Registry) error {
+// host/repo:tag (the tag moved last, and only if it still points at base,
+// unless base is "").
+func pushLayout(ctx context.Context, dir, host, repo, tag string, base digest.Digest, reg Registry) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -435,7 +541,7 @@ func pushLayout(ctx context.Context, dir, host, repo, tag string, reg Registry) 
 	if err != nil {
 		return err
 	}
-	return c.push(ctx, snap, func(d ocispec.Descriptor) (io.ReadCloser, error) { return openBlob(root, d) }, tag, reg.Attempts)
+	return c.push(ctx, snap, func(d ocispec.Descriptor) (io.ReadCloser, error) { return openBlob(root, d) }, tag, base, reg.Attempts)
 }
 
 // blobLayer is a stored blob as go-containerregistry's v1.Layer (only
@@ -465,7 +571,7 @@ func (r rawManifest) MediaType() (types.MediaType, error) { return types.MediaTy
 // uploaded only when missing, retried with backoff up to attempts times
 // while ctx allows — then its manifest under tag.
 func (c *client) push(ctx context.Context, snap *Snapshot, open func(ocispec.Descriptor) (io.ReadCloser, error),
-	tag string, attempts int) error {
+	tag string, base digest.Digest, attempts int) error {
 	blobs := append([]ocispec.Descriptor{snap.Manifest.Config}, snap.Manifest.Layers...)
 	for _, b := range blobs {
 		err := retryPush(ctx, attempts, func() error {
@@ -490,6 +596,46 @@ func (c *client) push(ctx context.Context, snap *Snapshot, open func(ocispec.Des
 	}
 	if digest.FromBytes(mdata) != snap.Digest {
 		return fmt.Errorf("%s: manifest %s: %w", c.ref, snap.Digest, ErrDigestMismatch)
+	}
+	return c.putManifest(ctx, mdata, tag, base, attempts)
+}
+
+// pushTop uploads the config blob (from memory) and puts the manifest:
+// the end of a streamed export, whose layer is stored already.
+func (c *client) pushTop(ctx context.Context, config, manifest blob, tag string, base digest.Digest, attempts int) error {
+	open := func(ocispec.Descriptor) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(config.data)), nil
+	}
+	err := retryPush(ctx, attempts, func() error {
+		if err := remote.WriteLayer(c.repo, blobLayer{d: config.desc, open: open}, c.opts...); err != nil {
+			return remoteErr(c.ref, "push blob "+config.desc.Digest.String(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.putManifest(ctx, manifest.data, tag, base, attempts)
+}
+
+// putManifest moves tag to the manifest mdata. A manifest built on base
+// (a layer added to the chain it restored) is put only while the tag
+// still points at base: else the newer snapshot there would be dropped
+// from the tag, and the error wraps ErrBaseMoved. (The registry has no
+// compare-and-swap: this narrows the race to the two requests.)
+func (c *client) putManifest(ctx context.Context, mdata []byte, tag string, base digest.Digest, attempts int) error {
+	if base != "" {
+		now := "(no such tag)"
+		d, err := remote.Head(c.repo.Tag(tag), c.opts...)
+		if err == nil {
+			now = d.Digest.String()
+		} else if rerr := remoteErr(c.ref, "check tag "+tag, err); !errors.Is(rerr, ErrNotFound) {
+			return rerr
+		}
+		if now != base.String() {
+			return fmt.Errorf("%s:%s now tags %s, not %s, the snapshot this layer was built on: not moving it (`ocisnap push --pending --force` does): %w",
+				c.ref, tag, now, base, ErrBaseMoved)
+		}
 	}
 	return retryPush(ctx, attempts, func() error {
 		if err := remote.Put(c.repo.Tag(tag), rawManifest{data: mdata, mt: ocispec.MediaTypeImageManifest}, c.opts...); err != nil {

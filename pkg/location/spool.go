@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // The spool (docs/locations.md, "When the registry cannot be reached"):
@@ -39,11 +41,26 @@ type spoolEntry struct {
 type spoolTargetFile struct {
 	Ref     string    `json:"ref"`
 	Created time.Time `json:"created"`
+	// Base is the manifest digest a layer was added to (io.ocisnap.persist
+	// on docker://): the tag is moved only while it still points there.
+	Base digest.Digest `json:"base,omitempty"`
+}
+
+// spoolFailure is the last failed delivery of an entry, for `ocisnap
+// status` (never a credential: the registry client's errors hold none).
+const spoolFailure = "failure.json"
+
+type spoolFailureFile struct {
+	Time  time.Time `json:"time"`
+	Error string    `json:"error"`
+	// BaseMoved: the tag points at another snapshot than the one the
+	// layer was built on; only --force delivers it.
+	BaseMoved bool `json:"base_moved,omitempty"`
 }
 
 func (e *spoolEntry) layoutDir() string { return filepath.Join(e.dir, "layout") }
 
-func newSpoolEntry(spoolDir, ref string) (*spoolEntry, error) {
+func newSpoolEntry(spoolDir, ref string, base digest.Digest) (*spoolEntry, error) {
 	e := &spoolEntry{}
 	var err error
 	if spoolDir == "" {
@@ -70,7 +87,7 @@ func newSpoolEntry(spoolDir, ref string) (*spoolEntry, error) {
 	if err := flock(e.lock, lockEx); err != nil {
 		return fail(err)
 	}
-	tj, _ := json.Marshal(spoolTargetFile{Ref: ref, Created: time.Now().UTC()})
+	tj, _ := json.Marshal(spoolTargetFile{Ref: ref, Created: time.Now().UTC(), Base: base})
 	if err := os.WriteFile(filepath.Join(e.dir, spoolTarget), tj, 0o600); err != nil {
 		return fail(err)
 	}
@@ -81,6 +98,32 @@ func newSpoolEntry(spoolDir, ref string) (*spoolEntry, error) {
 		return fail(err)
 	}
 	return e, nil
+}
+
+// recordFailure records why the entry's delivery failed (best effort: the
+// entry is delivered whether or not this is written).
+func (e *spoolEntry) recordFailure(err error) {
+	if !e.keep || err == nil {
+		return
+	}
+	data, _ := json.Marshal(spoolFailureFile{Time: time.Now().UTC(), Error: err.Error(), BaseMoved: errors.Is(err, ErrBaseMoved)})
+	// Not atomicfile: it flocks the directory, which e.lock holds.
+	tmp := filepath.Join(e.dir, "."+spoolFailure+".tmp")
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		os.Rename(tmp, filepath.Join(e.dir, spoolFailure))
+	}
+}
+
+func readFailure(dir string) (time.Time, string, bool) {
+	data, err := os.ReadFile(filepath.Join(dir, spoolFailure))
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	var f spoolFailureFile
+	if json.Unmarshal(data, &f) != nil {
+		return time.Time{}, "", false
+	}
+	return f.Time, f.Error, f.BaseMoved
 }
 
 func (e *spoolEntry) unlock() {
@@ -109,6 +152,14 @@ type PendingPush struct {
 	Ref     string // where it goes
 	Created time.Time
 	Err     error // of its delivery, by PushPending
+	// Base is the manifest the entry's layer was built on ("": a whole
+	// snapshot).
+	Base digest.Digest
+	// LastFailure is the error of the last failed delivery (ListPending),
+	// at FailedAt; BaseMoved when the tag had moved off Base.
+	LastFailure string
+	FailedAt    time.Time
+	BaseMoved   bool
 }
 
 // PushPending delivers every complete entry of spoolDir that no live writer
@@ -116,7 +167,12 @@ type PendingPush struct {
 // writer left incomplete are removed. It returns the entries it tried,
 // each with its delivery error (nil: delivered), and an error only for a
 // spool it could not read. A missing spool is empty.
-func PushPending(ctx context.Context, spoolDir string, reg Registry) ([]PendingPush, error) {
+//
+// An entry whose layer was built on a manifest the tag no longer points
+// at (another export moved it meanwhile) is not delivered: that would drop
+// the newer snapshot from the tag. It stays, its error wrapping
+// ErrBaseMoved, unless force, which moves the tag anyway.
+func PushPending(ctx context.Context, spoolDir string, reg Registry, force bool) ([]PendingPush, error) {
 	ents, err := os.ReadDir(spoolDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -133,7 +189,7 @@ func PushPending(ctx context.Context, spoolDir string, reg Registry) ([]PendingP
 	sort.Strings(names) // the names start with their creation time
 	var out []PendingPush
 	for _, n := range names {
-		pp, tried := pushEntry(ctx, filepath.Join(spoolDir, n), reg)
+		pp, tried := pushEntry(ctx, filepath.Join(spoolDir, n), reg, force)
 		if tried {
 			out = append(out, pp)
 		}
@@ -141,7 +197,7 @@ func PushPending(ctx context.Context, spoolDir string, reg Registry) ([]PendingP
 	return out, nil
 }
 
-func pushEntry(ctx context.Context, dir string, reg Registry) (PendingPush, bool) {
+func pushEntry(ctx context.Context, dir string, reg Registry, force bool) (PendingPush, bool) {
 	pp := PendingPush{Dir: dir}
 	lock, err := os.Open(dir)
 	if err != nil {
@@ -162,14 +218,20 @@ func pushEntry(ctx context.Context, dir string, reg Registry) (PendingPush, bool
 		e.remove()
 		return pp, false
 	}
-	pp.Ref, pp.Created = t.Ref, t.Created
+	pp.Ref, pp.Created, pp.Base = t.Ref, t.Created, t.Base
 	host, repo, tag, _, err := ParseDockerRef(t.Ref)
 	if err != nil || tag == "" {
 		pp.Err = fmt.Errorf("spool entry %s: bad target %q", dir, t.Ref)
 		return pp, true
 	}
-	if pp.Err = pushLayout(ctx, e.layoutDir(), host, repo, tag, reg); pp.Err == nil {
+	base := t.Base
+	if force {
+		base = ""
+	}
+	if pp.Err = pushLayout(ctx, e.layoutDir(), host, repo, tag, base, reg); pp.Err == nil {
 		pp.Err = e.remove()
+	} else {
+		e.recordFailure(pp.Err)
 	}
 	return pp, true
 }
@@ -200,7 +262,9 @@ func ListPending(spoolDir string) ([]PendingPush, error) {
 		if _, ierr := os.Stat(filepath.Join(e.layoutDir(), "index.json")); err != nil || ierr != nil {
 			continue
 		}
-		out = append(out, PendingPush{Dir: e.dir, Ref: t.Ref, Created: t.Created})
+		pp := PendingPush{Dir: e.dir, Ref: t.Ref, Created: t.Created, Base: t.Base}
+		pp.FailedAt, pp.LastFailure, pp.BaseMoved = readFailure(e.dir)
+		out = append(out, pp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
 	return out, nil

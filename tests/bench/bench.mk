@@ -51,13 +51,10 @@ bench-report: bench-tools
 	$(BENCH_BIN)/ocisnap-bench -from-json $(BENCH_DIR)/results.json -notes $(BENCH_DIR)/notes.md \
 		-out $(BENCH_DIR)/results.md
 
-# Registry rows (docs/locations.md): restore from and export to a real
-# registry on loopback (the e2e fixture: docker-registry with TLS and
-# htpasswd) against a local file and against skopeo copy + bsdtar -x.
-# BENCH_REGISTRY_LARGE=1 adds the 2 GiB peak-RSS row.
-bench-registry:
-	hack/deps.sh test
-	OCISNAP_REGISTRY_BENCH=1 OCISNAP_REGISTRY_BENCH_RUNS=$(BENCH_RUNS) \
-		OCISNAP_REGISTRY_BENCH_LARGE=$(BENCH_REGISTRY_LARGE) \
-		OCISNAP_REGISTRY_BENCH_OUT=$(CURDIR)/$(BENCH_DIR)/registry-results.md \
-		$(GO) test -tags registrybench -count=1 -timeout 60m ./tests/e2e/ -run '^TestRegistryBench$$' -v
+# Only the registry rows of `make bench` (the `registry` workload: restore
+# from and export to docker-registry on loopback against a local file and
+# skopeo copy + tar -x), printed; BENCH_REGISTRY_LARGE=1 adds the 2 GiB
+# peak-RSS rows.
+bench-registry: bench-deps build bench-tools
+	$(BENCH_BIN)/ocisnap-bench -runs $(BENCH_RUNS) -workdir $(BENCH_WORKDIR) -cli bin/ocisnap \
+		-workloads registry $(if $(filter 1,$(BENCH_REGISTRY_LARGE)),-registry-large) -commit "$(BENCH_COMMIT)" $(BENCH_FLAGS)

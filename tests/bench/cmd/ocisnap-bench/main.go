@@ -342,6 +342,9 @@ func (b *bench) runFull(rep *report, selected func(string) bool, withStrace bool
 	if err := b.persistRows(rep, selected); err != nil {
 		return err
 	}
+	if err := b.runRegistry(rep, selected); err != nil {
+		return err
+	}
 	if selected("export-lower") {
 		start := time.Now()
 		l, err := b.lowerIndependence()

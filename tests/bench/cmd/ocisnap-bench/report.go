@@ -27,11 +27,12 @@ type report struct {
 	Plot               string
 	Nice               int
 	Workloads          []wresult
-	Hook               *hookResult    `json:",omitempty"`
-	Lower              *lowerResult   `json:",omitempty"`
-	Startup            *startupResult `json:",omitempty"`
-	Persist            *persistResult `json:",omitempty"`
-	Chain              *chainResult   `json:",omitempty"`
+	Hook               *hookResult     `json:",omitempty"`
+	Lower              *lowerResult    `json:",omitempty"`
+	Startup            *startupResult  `json:",omitempty"`
+	Persist            *persistResult  `json:",omitempty"`
+	Chain              *chainResult    `json:",omitempty"`
+	Registry           *registryResult `json:",omitempty"`
 	// Rows: how long each row took; Elapsed: the whole run; Failed: the
 	// error that stopped an incomplete run (rows.go).
 	Rows    []kv   `json:",omitempty"`
@@ -134,7 +135,8 @@ func (r *report) targets() []target {
 			ts = append(ts, target{what: op + ": time/entry at 100k ÷ at 1k (flat: ≤ 1.2)", got: per100k[i] / per1k[i], want: 1.2, unit: "", lessIsOK: true})
 		}
 	}
-	return append(ts, r.persistTargets()...)
+	ts = append(ts, r.persistTargets()...)
+	return append(ts, r.registryTargets()...)
 }
 
 // shortBacking is "tmpfs" or "disk" of a workload's backing description.
@@ -284,6 +286,7 @@ func (r *report) markdown(notesFile string) string {
 		p("| %s image | %s | %s – %s |\n", mib(l.ImageBytes), secs(l.WithImage.Median), secs(l.WithImage.Min), secs(l.WithImage.Max))
 		p("| empty | %s | %s – %s |\n\n", secs(l.EmptyLower.Median), secs(l.EmptyLower.Min), secs(l.EmptyLower.Max))
 	}
+	r.registrySection(p)
 	var withStrace []wresult
 	for _, w := range r.Workloads {
 		if len(w.Strace) > 0 {

@@ -1,0 +1,197 @@
+package location
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/ocisnap/ocisnap/internal/testutil"
+	"github.com/ocisnap/ocisnap/internal/testutil/registryfixture"
+	"github.com/ocisnap/ocisnap/pkg/policy"
+)
+
+// The real registry of the e2e tests, for the behaviour only a registry
+// shows.
+func startTestRegistry(t *testing.T) (*registryfixture.Registry, Registry, *policy.Policy) {
+	t.Helper()
+	testutil.RequireTools(t, registryfixture.Tools...)
+	r, err := registryfixture.New(filepath.Join(t.TempDir(), "registry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Kill)
+	reg := Registry{AuthFile: r.AuthFile, CertsDir: r.CertsDir, RegistriesConf: filepath.Join(t.TempDir(), "none.conf"),
+		SpoolDir: filepath.Join(t.TempDir(), "spool")}
+	return r, reg, &policy.Policy{AllowRegistries: []string{r.Host + "/snaps/"}}
+}
+
+func pushBytes(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg Registry, base digest.Digest, data []byte) error {
+	t.Helper()
+	sink, err := ParseSink(ref, p, WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	Describe(sink, Info{Format: "overlay", Compression: "none"})
+	var pend Pending
+	if base != "" {
+		pend, err = sink.(Appender).CreateOn(ctx, base)
+	} else {
+		pend, err = sink.Create(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pend.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	return pend.Commit()
+}
+
+func tagged(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg Registry) *Snapshot {
+	t.Helper()
+	src, err := ParseSource(ref, p, WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := src.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return s
+}
+
+// TestRegistryStreamedPush: an export streams its layer while writing it
+// and leaves nothing in the spool once pushed; the registry holds the
+// bytes written.
+func TestRegistryStreamedPush(t *testing.T) {
+	_, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "stream:v1"
+	data := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16+7) // several writer buffers
+	if err := pushBytes(t, ctx, ref, p, reg, "", data); err != nil {
+		t.Fatal(err)
+	}
+	s := tagged(t, ctx, ref, p, reg)
+	if got, want := s.Manifest.Layers[0].Digest, digest.FromBytes(data); got != want {
+		t.Fatalf("layer %s, want %s", got, want)
+	}
+	if ps, _ := ListPending(reg.SpoolDir); len(ps) != 0 {
+		t.Fatalf("spool holds %d entries after a push", len(ps))
+	}
+}
+
+// TestRegistryDeltaOnMovedTag: a layer added to the chain the container
+// restored (CreateOn) is never pushed over a tag another export moved
+// meanwhile — neither by the hook's direct push nor, late, by PushPending —
+// so the newer snapshot stays tagged; the entry stays pending with the
+// failure status shows (the tag and both digests), and force delivers it.
+func TestRegistryDeltaOnMovedTag(t *testing.T) {
+	r, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "chain:v1"
+	if err := pushBytes(t, ctx, ref, p, reg, "", []byte("base layer")); err != nil {
+		t.Fatal(err)
+	}
+	a := tagged(t, ctx, ref, p, reg).Digest
+
+	// 1. Direct push: the tag moves between CreateOn and Commit.
+	sink, _ := ParseSink(ref, p, WithRegistry(reg))
+	Describe(sink, Info{Format: "overlay", Compression: "none"})
+	pend, err := sink.(Appender).CreateOn(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pend.Write([]byte("delta on a"))
+	if err := pushBytes(t, ctx, ref, p, reg, "", []byte("newer whole snapshot")); err != nil {
+		t.Fatal(err)
+	}
+	b := tagged(t, ctx, ref, p, reg).Digest
+	err = pend.Commit()
+	if !errors.Is(err, ErrSpooled) || !errors.Is(err, ErrBaseMoved) {
+		t.Fatalf("commit of a delta over a moved tag: %v, want ErrSpooled and ErrBaseMoved", err)
+	}
+	if got := tagged(t, ctx, ref, p, reg).Digest; got != b {
+		t.Fatalf("the tag moved to %s, want it kept at the newer %s", got, b)
+	}
+	checkPendingMoved(t, reg, a, b)
+	for _, pp := range mustPushPending(t, ctx, reg, false) {
+		if !errors.Is(pp.Err, ErrBaseMoved) {
+			t.Fatalf("push --pending of the delta: %v, want ErrBaseMoved", pp.Err)
+		}
+	}
+	if got := tagged(t, ctx, ref, p, reg).Digest; got != b {
+		t.Fatalf("push --pending moved the tag to %s", got)
+	}
+	checkPendingMoved(t, reg, a, b)
+	res := mustPushPending(t, ctx, reg, true)
+	if len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("push --pending --force: %+v", res)
+	}
+	forced := tagged(t, ctx, ref, p, reg)
+	if len(forced.Manifest.Layers) != 2 || forced.Manifest.Layers[1].Digest != digest.FromBytes([]byte("delta on a")) {
+		t.Fatalf("after --force the tag holds %v, want base's layer and the delta", forced.Manifest.Layers)
+	}
+
+	// 2. Spooled delivery: the registry is down at the export, the tag
+	// moves before push --pending.
+	c := forced.Digest
+	pend, err = sink.(Appender).CreateOn(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pend.Write([]byte("delta on c"))
+	r.Kill()
+	if err := pend.Commit(); !errors.Is(err, ErrSpooled) || errors.Is(err, ErrBaseMoved) {
+		t.Fatalf("commit with the registry down: %v, want ErrSpooled only", err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pushBytes(t, ctx, ref, p, reg, "", []byte("another whole snapshot")); err != nil {
+		t.Fatal(err)
+	}
+	d := tagged(t, ctx, ref, p, reg).Digest
+	for _, pp := range mustPushPending(t, ctx, reg, false) {
+		if !errors.Is(pp.Err, ErrBaseMoved) {
+			t.Fatalf("late delivery of a delta over a moved tag: %v, want ErrBaseMoved", pp.Err)
+		}
+	}
+	if got := tagged(t, ctx, ref, p, reg).Digest; got != d {
+		t.Fatalf("late delivery moved the tag to %s, want the newer %s kept", got, d)
+	}
+	checkPendingMoved(t, reg, c, d)
+}
+
+func mustPushPending(t *testing.T, ctx context.Context, reg Registry, force bool) []PendingPush {
+	t.Helper()
+	res, err := PushPending(ctx, reg.SpoolDir, reg, force)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 {
+		t.Fatalf("PushPending tried %d entries, want 1", len(res))
+	}
+	return res
+}
+
+func checkPendingMoved(t *testing.T, reg Registry, base, now digest.Digest) {
+	t.Helper()
+	ps, err := ListPending(reg.SpoolDir)
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("spool: %d entries, %v; want the delta pending", len(ps), err)
+	}
+	pp := ps[0]
+	if !pp.BaseMoved || pp.Base != base || !strings.Contains(pp.LastFailure, base.String()) ||
+		!strings.Contains(pp.LastFailure, now.String()) || !strings.Contains(pp.LastFailure, ":v1") {
+		t.Fatalf("pending entry %+v: want BaseMoved on %s, the failure naming the tag, %s and %s", pp, base, base, now)
+	}
+}
