@@ -195,3 +195,42 @@ func checkPendingMoved(t *testing.T, reg Registry, base, now digest.Digest) {
 		t.Fatalf("pending entry %+v: want BaseMoved on %s, the failure naming the tag, %s and %s", pp, base, base, now)
 	}
 }
+
+// TestRegistryStreamCarriesTheLayer: the layer goes up by the stream
+// itself, not by the push from the spool entry that follows a failed one
+// (which TestRegistryStreamedPush's outcome alone cannot tell apart), also
+// when the upload asks for the digest before the writer is done.
+func TestRegistryStreamCarriesTheLayer(t *testing.T) {
+	_, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "carried:v1"
+	sink, err := ParseSink(ref, p, WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	Describe(sink, Info{Format: "overlay", Compression: "none"})
+	pend, err := sink.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := pend.(*dockerPending)
+	if dp.s == nil {
+		t.Fatal("no stream started")
+	}
+	// More than the queue holds: the writer waits for the upload to read,
+	// so the upload starts before the digest is known, as on any export
+	// longer than the connection's set-up.
+	data := bytes.Repeat([]byte("streamed"), (teeDepth+3)*bufSize/8+3)
+	if _, err := dp.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.s.wait(); err != nil {
+		t.Fatalf("the stream's upload failed: %v", err)
+	}
+	if got, want := tagged(t, ctx, ref, p, reg).Manifest.Layers[0].Digest, digest.FromBytes(data); got != want {
+		t.Fatalf("layer %s, want %s", got, want)
+	}
+}
