@@ -234,3 +234,57 @@ func TestRegistryStreamCarriesTheLayer(t *testing.T) {
 		t.Fatalf("layer %s, want %s", got, want)
 	}
 }
+
+// TestRegistryStreamEndsWithTheExport: a Commit that fails before the
+// layer is complete (its last flush), or an Abort, ends the upload's
+// goroutine before it returns, rather than leave it waiting for the rest
+// of the layer; nothing is pushed or kept.
+func TestRegistryStreamEndsWithTheExport(t *testing.T) {
+	_, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "ends:v1"
+	open := func() *dockerPending {
+		sink, err := ParseSink(ref, p, WithRegistry(reg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		Describe(sink, Info{Format: "overlay", Compression: "none"})
+		pend, err := sink.Create(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dp := pend.(*dockerPending)
+		if dp.s == nil {
+			t.Fatal("no stream started")
+		}
+		if _, err := dp.Write([]byte("part of a layer")); err != nil {
+			t.Fatal(err)
+		}
+		return dp
+	}
+	ended := func(what string, dp *dockerPending) {
+		t.Helper()
+		select {
+		case <-dp.s.ended:
+		default:
+			t.Fatalf("%s: the upload is still running", what)
+		}
+	}
+
+	dp := open()
+	dp.f.Close() // the flush of the buffered bytes fails
+	if err := dp.Commit(); err == nil || errors.Is(err, ErrSpooled) {
+		t.Fatalf("Commit with a failing flush: %v, want its error", err)
+	}
+	ended("failed Commit", dp)
+
+	dp = open()
+	if err := dp.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	ended("Abort", dp)
+
+	if ps, _ := ListPending(reg.SpoolDir); len(ps) != 0 {
+		t.Fatalf("spool holds %d entries", len(ps))
+	}
+}
