@@ -462,11 +462,13 @@ func (p *dockerPending) commit() error {
 	var rerr error
 	err := p.finish(func() error {
 		if err := p.w.Flush(); err != nil {
+			p.endStream()
 			p.discard()
 			return fmt.Errorf("%s: write temporary blob: %w", p.ref, err)
 		}
 		layer, config, manifest, err := p.build()
 		if err != nil {
+			p.endStream()
 			p.discard()
 			return err
 		}
@@ -515,12 +517,24 @@ func (p *dockerPending) commit() error {
 }
 
 func (p *dockerPending) Abort() error {
-	if p.s != nil {
-		p.s.abort()
-	}
+	p.endStream()
 	err := p.layoutPending.Abort()
 	p.cancel()
 	return errors.Join(err, p.e.remove())
+}
+
+// endStream fails the upload, unless it has ended already, and waits for
+// its goroutine: left alone, it would wait forever for the rest of a layer
+// that is never written (its Read waits on the queue, not on the context).
+// The context is cancelled first, so an upload blocked on the network ends
+// too, and a Commit pushing at the same time ends with its entry kept.
+func (p *dockerPending) endStream() {
+	if p.s == nil {
+		return
+	}
+	p.s.abort()
+	p.cancel()
+	p.s.wait()
 }
 
 // pushLayout pushes the snapshot tagged spoolTag in the layout dir to

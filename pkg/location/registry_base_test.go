@@ -195,3 +195,96 @@ func checkPendingMoved(t *testing.T, reg Registry, base, now digest.Digest) {
 		t.Fatalf("pending entry %+v: want BaseMoved on %s, the failure naming the tag, %s and %s", pp, base, base, now)
 	}
 }
+
+// TestRegistryStreamCarriesTheLayer: the layer goes up by the stream
+// itself, not by the push from the spool entry that follows a failed one
+// (which TestRegistryStreamedPush's outcome alone cannot tell apart), also
+// when the upload asks for the digest before the writer is done.
+func TestRegistryStreamCarriesTheLayer(t *testing.T) {
+	_, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "carried:v1"
+	sink, err := ParseSink(ref, p, WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	Describe(sink, Info{Format: "overlay", Compression: "none"})
+	pend, err := sink.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := pend.(*dockerPending)
+	if dp.s == nil {
+		t.Fatal("no stream started")
+	}
+	// More than the queue holds: the writer waits for the upload to read,
+	// so the upload starts before the digest is known, as on any export
+	// longer than the connection's set-up.
+	data := bytes.Repeat([]byte("streamed"), (teeDepth+3)*bufSize/8+3)
+	if _, err := dp.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.s.wait(); err != nil {
+		t.Fatalf("the stream's upload failed: %v", err)
+	}
+	if got, want := tagged(t, ctx, ref, p, reg).Manifest.Layers[0].Digest, digest.FromBytes(data); got != want {
+		t.Fatalf("layer %s, want %s", got, want)
+	}
+}
+
+// TestRegistryStreamEndsWithTheExport: a Commit that fails before the
+// layer is complete (its last flush), or an Abort, ends the upload's
+// goroutine before it returns, rather than leave it waiting for the rest
+// of the layer; nothing is pushed or kept.
+func TestRegistryStreamEndsWithTheExport(t *testing.T) {
+	_, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "ends:v1"
+	open := func() *dockerPending {
+		sink, err := ParseSink(ref, p, WithRegistry(reg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		Describe(sink, Info{Format: "overlay", Compression: "none"})
+		pend, err := sink.Create(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dp := pend.(*dockerPending)
+		if dp.s == nil {
+			t.Fatal("no stream started")
+		}
+		if _, err := dp.Write([]byte("part of a layer")); err != nil {
+			t.Fatal(err)
+		}
+		return dp
+	}
+	ended := func(what string, dp *dockerPending) {
+		t.Helper()
+		select {
+		case <-dp.s.ended:
+		default:
+			t.Fatalf("%s: the upload is still running", what)
+		}
+	}
+
+	dp := open()
+	dp.f.Close() // the flush of the buffered bytes fails
+	if err := dp.Commit(); err == nil || errors.Is(err, ErrSpooled) {
+		t.Fatalf("Commit with a failing flush: %v, want its error", err)
+	}
+	ended("failed Commit", dp)
+
+	dp = open()
+	if err := dp.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	ended("Abort", dp)
+
+	if ps, _ := ListPending(reg.SpoolDir); len(ps) != 0 {
+		t.Fatalf("spool holds %d entries", len(ps))
+	}
+}

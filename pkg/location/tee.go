@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -106,7 +107,8 @@ func (s *teeStream) Read(p []byte) (int, error) {
 }
 
 // teeLayer is the stream as go-containerregistry's v1.Layer: its digest is
-// unknown until the writer is done, which makes remote.WriteLayer stream
+// unknown until the writer is done (stream.ErrNotComputed: any other error
+// fails remote.WriteLayer at once), which makes remote.WriteLayer stream
 // it (POST, PATCH of the whole body, PUT ?digest= at the end) instead of
 // asking first whether the registry has it. It can be read once: a retry
 // after it was read fails.
@@ -116,7 +118,7 @@ func (l teeLayer) Digest() (v1.Hash, error) {
 	l.s.mu.Lock()
 	defer l.s.mu.Unlock()
 	if l.s.dgst == "" {
-		return v1.Hash{}, errors.New("layer digest not known until it is written")
+		return v1.Hash{}, fmt.Errorf("layer digest: %w", stream.ErrNotComputed)
 	}
 	return v1.NewHash(l.s.dgst.String())
 }
@@ -132,7 +134,7 @@ func (l teeLayer) Size() (int64, error) {
 	l.s.mu.Lock()
 	defer l.s.mu.Unlock()
 	if l.s.dgst == "" {
-		return 0, errors.New("layer size not known until it is written")
+		return 0, fmt.Errorf("layer size: %w", stream.ErrNotComputed)
 	}
 	return l.s.size, nil
 }
