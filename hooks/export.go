@@ -160,8 +160,9 @@ func (h *hook) export(ctx context.Context, rec *statefile.Record) error {
 	if err != nil {
 		return err
 	}
-	// --registry-timeout bounds the push (registryOpt), which streams
-	// while the snapshot is written: a slow push leaves it in the spool.
+	// --registry-timeout bounds the push's waits on the network
+	// (registryOpt; the push streams while the snapshot is written): a
+	// slow push leaves it in the spool.
 	info := snapshotInfo(rec.Export)
 	if info.Base != nil && info.Base.Name == "" {
 		info.Base.Name = podmanImageName(rec.Overlay.Lowers)

@@ -59,9 +59,11 @@ type Registry struct {
 	// Attempts bounds the tries of each upload (default 3); the caller's
 	// context bounds the time.
 	Attempts int
-	// PushTimeout, when positive, bounds the push of a Commit (the
-	// network part of an export; writing the staged layout is not
-	// bounded by it): past it the snapshot stays in the spool.
+	// PushTimeout, when positive, bounds the time an export waits on the
+	// network: while the layer is written, the writer's waits for the
+	// upload (a registry that reads slower than the export writes), and
+	// at Commit the rest of the push. Writing the layer itself is not
+	// bounded by it. Past it the snapshot stays in the spool.
 	PushTimeout time.Duration
 }
 
@@ -370,13 +372,14 @@ func (d *dockerRef) create(ctx context.Context, base *Snapshot) (Pending, error)
 	e.root = nil // lp owns it now
 	lp.base = base
 	p := &dockerPending{layoutPending: lp, d: d, e: e, baseDigest: bd}
-	// --registry-timeout (PushTimeout) bounds the push, which runs while
-	// the layer is written.
-	if t := d.reg.PushTimeout; t > 0 {
-		p.ctx, p.cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("push took longer than %v", t))
-	} else {
-		p.ctx, p.cancel = context.WithCancel(ctx)
-	}
+	// --registry-timeout (PushTimeout) bounds the time the export waits on
+	// the network, not the time it takes to write the layer: the writer's
+	// waits on a full upload queue (teeStream.budget) plus the rest of the
+	// push at Commit.
+	var cancel context.CancelCauseFunc
+	p.ctx, cancel = context.WithCancelCause(ctx)
+	p.cancel = func() { cancel(nil) }
+	p.timeout = func() { cancel(fmt.Errorf("push took longer than %v", d.reg.PushTimeout)) }
 	p.startStream()
 	return p, nil
 }
@@ -394,6 +397,7 @@ func (p *dockerPending) startStream() {
 		return
 	}
 	s := newTeeStream(mt)
+	s.budget, s.onTimeout = p.d.reg.PushTimeout, p.timeout
 	p.c, p.s = c, s
 	p.w = bufio.NewWriterSize(io.MultiWriter(p.f, p.h, s), bufSize)
 	go func() {
@@ -427,8 +431,9 @@ func (d *dockerRef) CreateOn(ctx context.Context, base digest.Digest) (Pending, 
 
 type dockerPending struct {
 	*layoutPending
-	ctx        context.Context // bounded by PushTimeout from Create on
+	ctx        context.Context // of the push: cancelled by Abort, or by timeout once PushTimeout is spent
 	cancel     context.CancelFunc
+	timeout    func() // cancels ctx with the timeout as its cause
 	d          *dockerRef
 	e          *spoolEntry
 	baseDigest digest.Digest // the manifest the layer goes on ("": none)
@@ -457,6 +462,15 @@ func (p *dockerPending) Commit() error {
 
 func (p *dockerPending) commit() error {
 	defer p.cancel()
+	if t := p.d.reg.PushTimeout; t > 0 {
+		// What the writer waited on the upload counts against the same
+		// budget (teeStream.Write).
+		if p.s != nil {
+			t -= p.s.waited
+		}
+		stop := time.AfterFunc(max(t, 0), p.timeout)
+		defer stop.Stop()
+	}
 	pushed := false
 	pushErr := errors.New("no registry client")
 	var rerr error

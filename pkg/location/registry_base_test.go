@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -286,5 +287,77 @@ func TestRegistryStreamEndsWithTheExport(t *testing.T) {
 
 	if ps, _ := ListPending(reg.SpoolDir); len(ps) != 0 {
 		t.Fatalf("spool holds %d entries", len(ps))
+	}
+}
+
+// TestRegistryTimeoutBoundsNetworkWaits: --registry-timeout (PushTimeout)
+// bounds what an export waits on the registry, not how long the export
+// takes to write its layer. A layer written more slowly than the timeout
+// to a registry that keeps up is pushed; a registry that stops reading
+// makes the export wait at most the timeout, then the snapshot is spooled,
+// whole, naming the timeout.
+func TestRegistryTimeoutBoundsNetworkWaits(t *testing.T) {
+	r, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	reg.PushTimeout = 2 * time.Second
+	write := func(ref string, chunks int, pause time.Duration, between func(i int)) (*dockerPending, []byte) {
+		t.Helper()
+		sink, err := ParseSink(ref, p, WithRegistry(reg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		Describe(sink, Info{Format: "overlay", Compression: "none"})
+		pend, err := sink.Create(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dp := pend.(*dockerPending)
+		if dp.s == nil {
+			t.Fatal("no stream started")
+		}
+		var all []byte
+		for i := range chunks {
+			between(i)
+			chunk := bytes.Repeat([]byte{byte('a' + i)}, bufSize+17)
+			if _, err := dp.Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, chunk...)
+			time.Sleep(pause)
+		}
+		return dp, all
+	}
+
+	// 1. Slow writer, healthy registry: 4 chunks 1 s apart is twice the
+	// timeout, and the push still goes through.
+	ref := "docker://" + p.AllowRegistries[0] + "slowwriter:v1"
+	dp, data := write(ref, 4, time.Second, func(int) {})
+	if err := dp.Commit(); err != nil {
+		t.Fatalf("a layer written in %v with a %v timeout, registry healthy: %v", 4*time.Second, reg.PushTimeout, err)
+	}
+	if got, want := tagged(t, ctx, ref, p, reg).Manifest.Layers[0].Digest, digest.FromBytes(data); got != want {
+		t.Fatalf("layer %s, want %s", got, want)
+	}
+
+	// 2. The registry stops reading after the first chunk: the writer's
+	// waits end at the timeout, the rest goes to the spool copy, and the
+	// entry is kept whole for push --pending.
+	ref = "docker://" + p.AllowRegistries[0] + "stalled:v1"
+	dp, data = write(ref, teeDepth+8, 0, func(i int) {
+		if i == 1 {
+			r.Pause()
+		}
+	})
+	err := dp.Commit()
+	r.Resume()
+	if !errors.Is(err, ErrSpooled) || !strings.Contains(err.Error(), "push took longer than") {
+		t.Fatalf("commit with a stalled registry: %v, want ErrSpooled naming the timeout", err)
+	}
+	res := mustPushPending(t, ctx, reg, false)
+	if len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("push --pending after the registry resumed: %+v", res)
+	}
+	if got, want := tagged(t, ctx, ref, p, reg).Manifest.Layers[0].Digest, digest.FromBytes(data); got != want {
+		t.Fatalf("delivered layer %s, want %s", got, want)
 	}
 }

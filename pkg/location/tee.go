@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
@@ -29,6 +30,14 @@ type teeStream struct {
 	doneMu  sync.Once
 	cur     []byte
 	opened  atomic.Bool
+
+	// budget, when positive, bounds the time Write may wait for the upload
+	// in all (waited so far): past it, onTimeout is called and the upload
+	// aborted, and the rest goes to the spool copy only. Only the writer
+	// touches these.
+	budget    time.Duration
+	waited    time.Duration
+	onTimeout func()
 
 	mu   sync.Mutex
 	dgst digest.Digest // known once the writer is done
@@ -57,8 +66,28 @@ func (s *teeStream) Write(b []byte) (int, error) {
 	c := append([]byte(nil), b...)
 	select {
 	case s.ch <- c:
+		return len(b), nil
 	case <-s.ended:
+		return len(b), nil
+	default: // the queue is full: the registry reads slower than we write
 	}
+	start := time.Now()
+	var expired <-chan time.Time
+	if s.budget > 0 {
+		t := time.NewTimer(max(s.budget-s.waited, 0))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case s.ch <- c:
+	case <-s.ended:
+	case <-expired:
+		s.abort()
+		if s.onTimeout != nil {
+			s.onTimeout()
+		}
+	}
+	s.waited += time.Since(start)
 	return len(b), nil
 }
 

@@ -68,9 +68,11 @@ func newNode(t testing.TB, r *testRegistry, authFile string, extra ...string) *n
 	r.mu.Unlock()
 	base := t.TempDir()
 	n := &node{allow: snapshotDir(t), state: filepath.Join(base, "state"), spool: filepath.Join(base, "spool")}
+	// A restore's timeout covers its apply too: 90s keeps a loaded 2-core
+	// runner from failing a healthy restore (the timeout test sets its own).
 	args := append([]string{"--allow-dir", n.allow, "--state-dir", n.state, "--spool-dir", n.spool,
 		"--allow-registry", r.Host + "/snaps/", "--registry-auth-file", authFile,
-		"--registry-certs-dir", r.CertsDir, "--registry-timeout", "20s"}, extra...)
+		"--registry-certs-dir", r.CertsDir, "--registry-timeout", "90s"}, extra...)
 	n.hooks = writeHooksDir(t, filepath.Join(base, "hooks.d"), hookBin, 0, args...)
 	n.podman = newPodman(t, n.hooks)
 	// Every node imports the same image tar: the same files, mtimes
