@@ -28,7 +28,9 @@ type teeStream struct {
 	aborted chan struct{} // closed by abort: the upload fails
 	abortMu sync.Once
 	doneMu  sync.Once
-	cur     []byte
+	cur     []byte // what is left of buf to read
+	buf     []byte // the queued buffer being read, back to free once read
+	free    chan []byte
 	opened  atomic.Bool
 
 	// budget, when positive, bounds the time Write may wait for the upload
@@ -52,7 +54,8 @@ const teeDepth = 2
 var errTeeAborted = errors.New("the export was aborted")
 
 func newTeeStream(mediaType string) *teeStream {
-	return &teeStream{ch: make(chan []byte, teeDepth), ended: make(chan struct{}), aborted: make(chan struct{}), mt: mediaType}
+	return &teeStream{ch: make(chan []byte, teeDepth), free: make(chan []byte, teeDepth+1),
+		ended: make(chan struct{}), aborted: make(chan struct{}), mt: mediaType}
 }
 
 // Write queues a copy of b for the upload, unless the upload has ended. It
@@ -63,7 +66,12 @@ func (s *teeStream) Write(b []byte) (int, error) {
 		return len(b), nil
 	default:
 	}
-	c := append([]byte(nil), b...)
+	var c []byte
+	select {
+	case c = <-s.free: // a buffer the upload has read: no garbage per write
+	default:
+	}
+	c = append(c[:0], b...)
 	select {
 	case s.ch <- c:
 		return len(b), nil
@@ -120,12 +128,19 @@ func (s *teeStream) wait() error {
 // Read is the upload's side.
 func (s *teeStream) Read(p []byte) (int, error) {
 	for len(s.cur) == 0 {
+		if s.buf != nil {
+			select {
+			case s.free <- s.buf:
+			default:
+			}
+			s.buf = nil
+		}
 		select {
 		case c, ok := <-s.ch:
 			if !ok {
 				return 0, io.EOF
 			}
-			s.cur = c
+			s.cur, s.buf = c, c
 		case <-s.aborted:
 			return 0, errTeeAborted
 		}
