@@ -61,13 +61,23 @@ func stateOnStdin(head []byte, rest *os.File) error {
 		}
 		return pipeOnStdin(head, err)
 	}
-	f := os.NewFile(uintptr(fd), "ocisnap-state")
-	if _, err := f.Write(head); err != nil {
+	// Raw writes, no *os.File: its finalizer would close fd.
+	if err := writeAll(fd, head); err != nil {
 		return fmt.Errorf("write memfd: %w", err)
 	}
 	if len(head) > maxInline {
-		if _, err := io.Copy(f, rest); err != nil {
-			return fmt.Errorf("copy the state to a memfd: %w", err)
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := rest.Read(buf)
+			if werr := writeAll(fd, buf[:n]); werr != nil {
+				return fmt.Errorf("write memfd: %w", werr)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read the container state: %w", err)
+			}
 		}
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS,
@@ -91,12 +101,8 @@ func pipeOnStdin(state []byte, memfdErr error) error {
 	if err != nil || len(state) > size {
 		return fmt.Errorf("memfd_create: %w; the state (%d bytes) does not fit in a pipe", memfdErr, len(state))
 	}
-	for off := 0; off < len(state); {
-		n, err := unix.Write(p[1], state[off:])
-		if err != nil {
-			return fmt.Errorf("write pipe: %w", err)
-		}
-		off += n
+	if err := writeAll(p[1], state); err != nil {
+		return fmt.Errorf("write pipe: %w", err)
 	}
 	unix.Close(p[1])
 	return onStdin(p[0])
@@ -110,6 +116,21 @@ func onStdin(fd int) error {
 	}
 	if err := unix.Dup3(fd, 0, 0); err != nil {
 		return fmt.Errorf("dup3 onto stdin: %w", err)
+	}
+	return nil
+}
+
+// writeAll writes all of b to fd.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
 	}
 	return nil
 }
