@@ -28,7 +28,7 @@ export SOURCE_DATE_EPOCH
 PKG        := github.com/ocisnap/ocisnap
 LDFLAGS    := -s -w -buildid= -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
-BINARIES   := ocisnap-hook ocisnap ocisnap-nri
+BINARIES   := ocisnap-hook ocisnap-hook-engine ocisnap ocisnap-nri
 TEST_TIMEOUT ?= 60m
 TEST_FUZZTIME ?= 20s
 TEST_BENCH_MAX_RATIO ?= 2.0
@@ -50,6 +50,8 @@ build:
 install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(HOOKSJSON)
 	install -m 0755 bin/ocisnap-hook $(DESTDIR)$(HOOKDIR)/ocisnap-hook
+	@# The gate above execs the engine beside it when a container asks something.
+	install -m 0755 bin/ocisnap-hook-engine $(DESTDIR)$(HOOKDIR)/ocisnap-hook-engine
 	if [ -x bin/ocisnap ]; then install -m 0755 bin/ocisnap $(DESTDIR)$(BINDIR)/ocisnap; fi
 	install -d -m 0755 $(DESTDIR)$(NRIDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 bin/ocisnap-nri $(DESTDIR)$(NRIDIR)/ocisnap-nri
@@ -72,7 +74,7 @@ install: build $(if $(shell command -v go-md2man 2>/dev/null),docs)
 		echo "      (CRI-O: hooks_dir in crio.conf), or install with: make install PREFIX=/usr" ;; esac
 
 uninstall:
-	rm -f $(DESTDIR)$(HOOKDIR)/ocisnap-hook $(DESTDIR)$(BINDIR)/ocisnap $(DESTDIR)$(HOOKSJSON)/ocisnap.json
+	rm -f $(DESTDIR)$(HOOKDIR)/ocisnap-hook $(DESTDIR)$(HOOKDIR)/ocisnap-hook-engine $(DESTDIR)$(BINDIR)/ocisnap $(DESTDIR)$(HOOKSJSON)/ocisnap.json
 	rm -f $(DESTDIR)$(NRIDIR)/ocisnap-nri $(DESTDIR)$(UNITDIR)/ocisnap-nri.service
 	if [ -n "$(NRIPLUGINDIR)" ]; then rm -f $(DESTDIR)$(NRIPLUGINDIR)/10-ocisnap; fi
 

@@ -11,6 +11,7 @@ import (
 
 	mobyuser "github.com/moby/sys/user"
 
+	"github.com/ocisnap/ocisnap/hooks/hookcli"
 	"github.com/ocisnap/ocisnap/internal/testutil"
 )
 
@@ -35,7 +36,7 @@ func TestToParentUID(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, notRoot := toParentUID(tc.uid, maps)
+			got, notRoot := hookcli.ToParentUID(tc.uid, maps)
 			if got != tc.want || notRoot != tc.notRoot {
 				t.Fatalf("toParentUID(%d) = %d, %t; want %d, %t", tc.uid, got, notRoot, tc.want, tc.notRoot)
 			}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ocisnap/ocisnap/hooks/hookcli"
 	"github.com/ocisnap/ocisnap/pkg/layer"
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
@@ -29,7 +30,7 @@ const (
 	// --gvisor-compat.
 	KeyGVisorRestore = ocistate.AnnotationGVisorRestore
 
-	keyPrefix = "io.ocisnap."
+	keyPrefix = hookcli.KeyPrefix
 )
 
 // knownKeys are the io.ocisnap.* keys the hook acts on, and plannedKeys
@@ -257,19 +258,7 @@ func ParseExcludes(s string) ([]string, error) {
 	return out, nil
 }
 
-func cleanExclude(p string) (string, error) {
-	switch {
-	case p == "":
-		return "", errors.New("empty path in the list")
-	case strings.IndexByte(p, 0) >= 0:
-		return "", fmt.Errorf("path %q contains a NUL byte", p)
-	case !filepath.IsAbs(p):
-		return "", fmt.Errorf("path %q: want an absolute path inside the container", p)
-	case filepath.Clean(p) == "/":
-		return "", fmt.Errorf("path %q: excluding / would export nothing", p)
-	}
-	return filepath.Clean(p), nil
-}
+func cleanExclude(p string) (string, error) { return hookcli.CleanExclude(p) }
 
 // checkKeys refuses every io.ocisnap.* key that is not a known key or the
 // per-container form "<key>.<container-name>" of one (for any container

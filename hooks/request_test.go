@@ -21,27 +21,29 @@ func container(ann map[string]string) *ocistate.Container {
 	return c
 }
 
-// TestParseRequest: what the annotations ask, and for each refused one an
-// *AnnotationError naming the key as written (per-container suffix
-// included) with the sentinel for what is wrong.
-func TestParseRequest(t *testing.T) {
+// requestCase is one container's annotations and what the hook makes of
+// them: TestParseRequest checks the request, TestGateDecision that the
+// hook's gate (hookcli.Noop) execs the engine for each that asks anything.
+type requestCase struct {
+	name    string
+	ann     map[string]string
+	cfg     *Config
+	restore string
+	export  *exportRequest
+	errKey  string  // the key the error names; "" when none is expected
+	errIs   []error // what errors.Is finds in it
+	errMsg  string  // the whole message, when set
+}
+
+// requestCases are the cases of TestParseRequest and TestGateDecision.
+func requestCases() []requestCase {
 	gv := DefaultConfig()
 	gv.Policy.GVisorCompat = true
-	def := DefaultConfig()
 	app := func(ann map[string]string) map[string]string {
 		ann["io.kubernetes.container.name"] = "app"
 		return ann
 	}
-	for _, c := range []struct {
-		name    string
-		ann     map[string]string
-		cfg     *Config
-		restore string
-		export  *exportRequest
-		errKey  string  // the key the error names; "" when none is expected
-		errIs   []error // what errors.Is finds in it
-		errMsg  string  // the whole message, when set
-	}{
+	return []requestCase{
 		{name: "nothing", ann: map[string]string{"other": "x"}},
 		{name: "restore", ann: map[string]string{KeyRestore: "/var/lib/ocisnap/a.tar"}, restore: "/var/lib/ocisnap/a.tar"},
 		{name: "gvisor-ignored-by-default", ann: map[string]string{KeyGVisorRestore: "/var/lib/ocisnap/g.tar"}},
@@ -125,7 +127,15 @@ func TestParseRequest(t *testing.T) {
 			errKey: KeyExportExclude, errIs: []error{ErrMissingKey}},
 		{name: "typo-beside-valid", ann: map[string]string{KeyRestore: "/r", "io.ocisnap.exporr": "/e"},
 			errKey: "io.ocisnap.exporr", errIs: []error{ErrUnknownKey}},
-	} {
+	}
+}
+
+// TestParseRequest: what the annotations ask, and for each refused one an
+// *AnnotationError naming the key as written (per-container suffix
+// included) with the sentinel for what is wrong.
+func TestParseRequest(t *testing.T) {
+	def := DefaultConfig()
+	for _, c := range requestCases() {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
 			if cfg == nil {

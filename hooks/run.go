@@ -13,6 +13,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocisnap/ocisnap/hooks/hookcli"
 	"github.com/ocisnap/ocisnap/pkg/failurelog"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/policy"
@@ -25,10 +26,10 @@ import (
 // in the runtime's namespaces after the container is deleted (Podman runs it
 // itself, before unmounting storage; CRI-O after unmounting it).
 const (
-	StagePrestart        = "prestart"
-	StageCreateRuntime   = "createRuntime"
-	StageCreateContainer = "createContainer"
-	StagePoststop        = "poststop"
+	StagePrestart        = hookcli.StagePrestart
+	StageCreateRuntime   = hookcli.StageCreateRuntime
+	StageCreateContainer = hookcli.StageCreateContainer
+	StagePoststop        = hookcli.StagePoststop
 )
 
 // Run handles one hook invocation: the OCI state is read from stdin.
@@ -73,33 +74,16 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader) error {
 	return nil
 }
 
-// relevant reports whether any annotation asks something of ocisnap.
+// relevant reports whether any annotation asks something of ocisnap. The
+// hook's gate decides by the same rule (hookcli.Noop), so that it execs
+// this engine whenever there is something to do.
 func relevant(ann map[string]string, cfg *Config) bool {
-	prefixes := []string{keyPrefix}
-	if cfg.Policy.GVisorCompat {
-		prefixes = append(prefixes, KeyGVisorRestore)
-	}
-	return ocistate.HasAny(ann, prefixes...)
+	return hookcli.Relevant(ann, cfg.Policy.GVisorCompat)
 }
 
-// stageOf returns the forced stage, or the stage implied by the status:
-// runc says "creating" for prestart/createRuntime/createContainer, crun
-// "created"; runc, crun and Podman say "stopped" at poststop.
+// stageOf returns the forced stage, or the stage implied by the status.
 func stageOf(forced string, st *specs.State) (string, error) {
-	switch forced {
-	case StagePrestart, StageCreateRuntime, StageCreateContainer, StagePoststop:
-		return forced, nil
-	case "":
-	default:
-		return "", fmt.Errorf("unknown stage %q (want prestart, createRuntime, createContainer or poststop)", forced)
-	}
-	switch st.Status {
-	case specs.StateCreating, specs.StateCreated:
-		return StageCreateRuntime, nil
-	case specs.StateStopped:
-		return StagePoststop, nil
-	}
-	return "", fmt.Errorf("status %q: not a stage ocisnap acts in (give the stage as an argument)", st.Status)
+	return hookcli.Stage(forced, st)
 }
 
 type hook struct {

@@ -20,7 +20,7 @@ import (
 // Paths of the installed product, set by TestMain.
 var (
 	prefix   string // make install PREFIX=
-	hookBin  string // $prefix/libexec/oci/hooks.d/ocisnap-hook
+	hookBin  string // $prefix/libexec/oci/hooks.d/ocisnap-hook (the gate; the engine is beside it)
 	cliBin   string // $prefix/bin/ocisnap
 	nriBin   string // $prefix/libexec/ocisnap/ocisnap-nri
 	hooksDir string // $prefix/share/containers/oci/hooks.d

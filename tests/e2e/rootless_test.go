@@ -181,7 +181,7 @@ func TestRootlessPodman(t *testing.T) {
 	u := newRootlessUser(t)
 
 	// The product, readable and executable by the user: a copy of the
-	// installed hook in a world-readable directory, and a hooks.d file
+	// installed hook (gate and engine) in a world-readable directory, and a hooks.d file
 	// pointing at it (with no policy flag: the per-user defaults).
 	pub, err := os.MkdirTemp("", "ocisnap-rootless-")
 	must(t, err)
@@ -189,6 +189,8 @@ func TestRootlessPodman(t *testing.T) {
 	must(t, os.Chmod(pub, 0o755))
 	bin := filepath.Join(pub, "ocisnap-hook")
 	copyFile(t, hookBin, bin, 0o755)
+	// The gate execs the engine beside it.
+	copyFile(t, filepath.Join(filepath.Dir(hookBin), "ocisnap-hook-engine"), filepath.Join(pub, "ocisnap-hook-engine"), 0o755)
 	logFile := filepath.Join(u.home, "hook.log")
 	hd := writeHooksDir(t, filepath.Join(pub, "hooks.d"), bin, 0, "--log-file", logFile, "--log-level", "debug")
 	t.Cleanup(func() {

@@ -91,7 +91,7 @@ trap 'exit 130' INT TERM
 
 # files at the package's paths that no package owns (e.g. `make install PREFIX=/usr`):
 # the package replaces them, purge deletes them, cleanup puts them back
-for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/bin/ocisnap /usr/share/containers/oci/hooks.d/ocisnap.json \
+for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/libexec/oci/hooks.d/ocisnap-hook-engine /usr/bin/ocisnap /usr/share/containers/oci/hooks.d/ocisnap.json \
          /usr/lib/tmpfiles.d/ocisnap.conf /usr/share/man/man*/ocisnap*; do
   if [ -e "$p" ] && ! dpkg -S "$p" >/dev/null 2>&1; then
     echo "package-test: backing up unpackaged $p"
@@ -128,7 +128,7 @@ say "reproducible binaries: the .deb's and the .rpm's (two cold builds) are iden
 mkdir -p "$T/x/deb" "$T/x/rpm"
 dpkg-deb -x "$DEB" "$T/x/deb"
 rpm2archive - < "$RPM" | tar -xzf - -C "$T/x/rpm"
-bins=(usr/libexec/oci/hooks.d/ocisnap-hook usr/libexec/ocisnap/ocisnap-nri)
+bins=(usr/libexec/oci/hooks.d/ocisnap-hook usr/libexec/oci/hooks.d/ocisnap-hook-engine usr/libexec/ocisnap/ocisnap-nri)
 $has_cli && bins+=(usr/bin/ocisnap)
 for b in "${bins[@]}"; do
   [ -x "$T/x/deb/$b" ] || fail "/$b missing from the .deb"
@@ -155,6 +155,7 @@ say ".deb contents"
 dpkg-deb -c "$DEB" | awk '{print $1, $6}' | sed 's|^\(\S*\) \./|\1 /|' | tee "$T/deb.contents"
 want() { grep -qxF -- "$1" "$T/deb.contents" || fail "the .deb lacks: $1"; }
 want "-rwxr-xr-x /usr/libexec/oci/hooks.d/ocisnap-hook"
+want "-rwxr-xr-x /usr/libexec/oci/hooks.d/ocisnap-hook-engine"
 want "-rw-r--r-- /usr/share/containers/oci/hooks.d/ocisnap.json"
 want "-rw-r--r-- /usr/lib/tmpfiles.d/ocisnap.conf"
 want "drwx------ /var/lib/ocisnap/"
@@ -188,6 +189,7 @@ rpm -qp --qf '%{NAME} %{VERSION} %{LICENSE}\n' "$RPM"
 rpm -qp --qf '[%{FILEMODES:perms} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" | grep -v ' /usr/share/licenses/ocisnap[^ ]*/vendor-licenses/' | tee "$T/rpm.files"
 rwant() { grep -qE "^$1\$" "$T/rpm.files" || fail "the rpm lacks: $1"; }
 rwant "-rwxr-xr-x +/usr/libexec/oci/hooks.d/ocisnap-hook"
+rwant "-rwxr-xr-x +/usr/libexec/oci/hooks.d/ocisnap-hook-engine"
 rwant "-rw-r--r-- +/usr/share/containers/oci/hooks.d/ocisnap.json"
 rwant "-rw-r--r-- +/usr/lib/tmpfiles.d/ocisnap.conf"
 rwant "-rwxr-xr-x +/usr/libexec/ocisnap/ocisnap-nri"
@@ -226,7 +228,7 @@ while read -r p; do [ -e "$p" ] || [ -L "$p" ] && echo "$p"; done < "$T/deb.path
 "${APT[@]}" install --no-install-recommends "$DEB" > "$T/apt-install.log" 2>&1 || { cat "$T/apt-install.log"; fail "apt-get install"; }
 dpkg -L ocisnap | sed '/^\/\.$/d' > "$T/installed"
 [ "$(dpkg-query -W -f='${Version}' ocisnap)" = "$(dpkg-deb -f "$DEB" Version)" ] || fail "dpkg does not have the package installed"
-for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/share/containers/oci/hooks.d/ocisnap.json /usr/lib/tmpfiles.d/ocisnap.conf; do
+for p in /usr/libexec/oci/hooks.d/ocisnap-hook /usr/libexec/oci/hooks.d/ocisnap-hook-engine /usr/share/containers/oci/hooks.d/ocisnap.json /usr/lib/tmpfiles.d/ocisnap.conf; do
   grep -qxF "$p" "$T/installed" || fail "dpkg -L ocisnap lacks $p"
   [ -e "$p" ] || fail "$p not installed"
 done
@@ -234,6 +236,7 @@ $had_varlib || [ "$(stat -c %a /var/lib/ocisnap)" = 700 ] || fail "/var/lib/ocis
 $had_views || [ "$(stat -c %a /var/lib/ocisnap-views)" = 700 ] || fail "/var/lib/ocisnap-views is not 0700 after install"
 if command -v systemd-tmpfiles >/dev/null; then [ "$(stat -c %a /run/ocisnap)" = 700 ] || fail "/run/ocisnap not created 0700"; fi
 /usr/libexec/oci/hooks.d/ocisnap-hook --version | grep -F " version $VERSION " || fail "installed ocisnap-hook --version"
+/usr/libexec/oci/hooks.d/ocisnap-hook-engine --version | grep -F " version $VERSION " || fail "installed ocisnap-hook-engine --version"
 
 say "podman, default hooks directory: export -> restore round trip"
 cat > "$T/containers.conf" <<'CONF'

@@ -20,8 +20,11 @@ type hookResult struct {
 	Create    stats // createRuntime
 	Poststop  stats // poststop
 	StateJSON string
-	Size      int64  // the hook binary's size
-	Init      string // its package initialisation (GODEBUG=inittrace=1), summed
+	Size      int64 // the hook binary's size (the gate every container runs)
+	// EngineSize is the size of ocisnap-hook-engine beside it, which the
+	// gate execs when a container asks something (0: none there).
+	EngineSize int64
+	Init       string // its package initialisation (GODEBUG=inittrace=1), summed
 }
 
 func (b *bench) hookOverhead() (*hookResult, error) {
@@ -70,6 +73,9 @@ func (b *bench) hookOverhead() (*hookResult, error) {
 		Poststop: summarize(samples[2]), StateJSON: state("creating")}
 	if fi, err := os.Stat(b.hook); err == nil {
 		h.Size = fi.Size()
+	}
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(b.hook), "ocisnap-hook-engine")); err == nil {
+		h.EngineSize = fi.Size()
 	}
 	h.Init = initTrace(append(slicesClone(args), "createRuntime"), create)
 	return h, nil

@@ -264,7 +264,11 @@ func (r *report) markdown(notesFile string) string {
 		}
 		p("\n")
 		if h.Size > 0 {
-			p("Hook binary: %s; its Go package initialisation (GODEBUG=inittrace=1, one run): %s.\n\n", mib(h.Size), h.Init)
+			p("Hook binary: %s; its Go package initialisation (GODEBUG=inittrace=1, one run): %s.", mib(h.Size), h.Init)
+			if h.EngineSize > 0 {
+				p(" The engine it execs when a container asks something: %s.", mib(h.EngineSize))
+			}
+			p("\n\n")
 		}
 	}
 	if s := r.Startup; s != nil {
