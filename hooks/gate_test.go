@@ -118,7 +118,4 @@ func TestGateDefaults(t *testing.T) {
 			t.Errorf("%s: hookcli has %q, the engine %q", c.name, c.got, c.want)
 		}
 	}
-	if hookcli.DefaultRegistryTimeout != DefaultRegistryTimeout {
-		t.Errorf("registry timeout: hookcli has %v, the engine %v", hookcli.DefaultRegistryTimeout, DefaultRegistryTimeout)
-	}
 }

@@ -9,66 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"github.com/spf13/pflag"
 
 	"github.com/ocisnap/ocisnap/pkg/location"
 	"github.com/ocisnap/ocisnap/pkg/ocistate"
 	"github.com/ocisnap/ocisnap/pkg/statefile"
 )
-
-// DefaultRegistryTimeout bounds the network operations of one hook run:
-// well under the kubelet's 2-minute runtime request timeout.
-const DefaultRegistryTimeout = 60 * time.Second
-
-// registerRegistryFlags adds the registry flags (docs/ocisnap-hook.8.md).
-// Credentials and CAs come only from the administrator's files: an
-// annotation names a repository, never what to authenticate with.
-func registerRegistryFlags(fs *pflag.FlagSet, cfg *Config) {
-	fs.StringArrayVar(&cfg.Policy.AllowRegistries, "allow-registry", cfg.Policy.AllowRegistries,
-		"registry repository prefix (host[:port]/path) docker:// locations must be under, on whole path components (repeatable; none by default)")
-	fs.StringVar(&cfg.Registry.AuthFile, "registry-auth-file", cfg.Registry.AuthFile,
-		"containers-auth.json(5) file of registry credentials (default: podman's lookup)")
-	fs.StringVar(&cfg.Registry.CertsDir, "registry-certs-dir", cfg.Registry.CertsDir,
-		"containers-certs.d(5) directory of registry CAs and client certificates")
-	fs.StringVar(&cfg.Registry.RegistriesConf, "registries-conf", location.DefaultRegistriesConf,
-		"containers-registries.conf(5) file (and its .d drop-ins): a registry with insecure = true is reached without verifying its certificate")
-	fs.DurationVar(&cfg.RegistryTimeout, "registry-timeout", cfg.RegistryTimeout,
-		"bound on all registry operations of one hook run; an export that cannot be pushed in time is spooled")
-	fs.StringVar(&cfg.Registry.SpoolDir, "spool-dir", cfg.Registry.SpoolDir,
-		"root-only directory where exports to an unreachable registry wait for `ocisnap push --pending`")
-}
-
-// validateSpool refuses a spool directory that is relative or overlaps an
-// allowed or view directory: what waits there is root's, never reachable
-// by an annotation.
-func (c *Config) validateSpool() error {
-	if c.RegistryTimeout <= 0 {
-		return fmt.Errorf("--registry-timeout %v: must be positive", c.RegistryTimeout)
-	}
-	s := c.Registry.SpoolDir
-	if s == "" {
-		return nil
-	}
-	if !filepath.IsAbs(s) {
-		return fmt.Errorf("--spool-dir %q: not an absolute path", s)
-	}
-	s = filepath.Clean(s)
-	for _, set := range []struct {
-		flag string
-		dirs []string
-	}{{"--allow-dir", c.Policy.AllowDirs}, {"--allow-view-dir", c.Policy.ViewDirs}} {
-		for _, d := range set.dirs {
-			d = filepath.Clean(d)
-			if s == d || strings.HasPrefix(s, d+"/") || strings.HasPrefix(d, s+"/") {
-				return fmt.Errorf("--spool-dir %q and %s %q overlap: the spool must be outside every snapshot and view directory", s, set.flag, d)
-			}
-		}
-	}
-	return nil
-}
 
 func (h *hook) registryOpt() location.Option {
 	r := h.cfg.Registry
