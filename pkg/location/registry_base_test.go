@@ -197,14 +197,10 @@ func checkPendingMoved(t *testing.T, reg Registry, base, now digest.Digest) {
 	}
 }
 
-// TestRegistryStreamCarriesTheLayer: the layer goes up by the stream
-// itself, not by the push from the spool entry that follows a failed one
-// (which TestRegistryStreamedPush's outcome alone cannot tell apart), also
-// when the upload asks for the digest before the writer is done.
-func TestRegistryStreamCarriesTheLayer(t *testing.T) {
-	_, reg, p := startTestRegistry(t)
-	ctx := context.Background()
-	ref := "docker://" + p.AllowRegistries[0] + "carried:v1"
+// streamingPending starts an export to ref whose layer streams to the
+// registry as it is written (the stream is checked to have started).
+func streamingPending(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg Registry) *dockerPending {
+	t.Helper()
 	sink, err := ParseSink(ref, p, WithRegistry(reg))
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +214,18 @@ func TestRegistryStreamCarriesTheLayer(t *testing.T) {
 	if dp.s == nil {
 		t.Fatal("no stream started")
 	}
+	return dp
+}
+
+// TestRegistryStreamCarriesTheLayer: the layer goes up by the stream
+// itself, not by the push from the spool entry that follows a failed one
+// (which TestRegistryStreamedPush's outcome alone cannot tell apart), also
+// when the upload asks for the digest before the writer is done.
+func TestRegistryStreamCarriesTheLayer(t *testing.T) {
+	_, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "carried:v1"
+	dp := streamingPending(t, ctx, ref, p, reg)
 	// More than the queue holds: the writer waits for the upload to read,
 	// so the upload starts before the digest is known, as on any export
 	// longer than the connection's set-up.
@@ -245,19 +253,7 @@ func TestRegistryStreamEndsWithTheExport(t *testing.T) {
 	ctx := context.Background()
 	ref := "docker://" + p.AllowRegistries[0] + "ends:v1"
 	open := func() *dockerPending {
-		sink, err := ParseSink(ref, p, WithRegistry(reg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		Describe(sink, Info{Format: "overlay", Compression: "none"})
-		pend, err := sink.Create(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dp := pend.(*dockerPending)
-		if dp.s == nil {
-			t.Fatal("no stream started")
-		}
+		dp := streamingPending(t, ctx, ref, p, reg)
 		if _, err := dp.Write([]byte("part of a layer")); err != nil {
 			t.Fatal(err)
 		}
@@ -302,19 +298,7 @@ func TestRegistryTimeoutBoundsNetworkWaits(t *testing.T) {
 	reg.PushTimeout = 2 * time.Second
 	write := func(ref string, chunks int, pause time.Duration, between func(i int)) (*dockerPending, []byte) {
 		t.Helper()
-		sink, err := ParseSink(ref, p, WithRegistry(reg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		Describe(sink, Info{Format: "overlay", Compression: "none"})
-		pend, err := sink.Create(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dp := pend.(*dockerPending)
-		if dp.s == nil {
-			t.Fatal("no stream started")
-		}
+		dp := streamingPending(t, ctx, ref, p, reg)
 		var all []byte
 		for i := range chunks {
 			between(i)
