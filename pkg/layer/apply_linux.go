@@ -137,11 +137,17 @@ func (a *applier) apply(e *Entry, content io.Reader) error {
 	}
 	dir, name := splitEntryPath(e.Path)
 	var err error
-	if hdr.Typeflag == tar.TypeLink {
+	switch {
+	case hdr.Typeflag == tar.TypeLink && hdr.Linkname == e.Path:
+		// A hard link to itself: GNU tar's second copy of a path it was
+		// given twice (tar -cf x ./ ./etc). The path already is what it
+		// links to; replacing it would remove the only name of the target
+		// (GNU tar extracts it as nothing to do too).
+	case hdr.Typeflag == tar.TypeLink:
 		// A hard link's header metadata is not applied: it would change
 		// the inode it shares with its target.
 		err = a.hardlink(e.Path, dir, name, hdr.Linkname)
-	} else {
+	default:
 		err = a.create(e, dir, name, content)
 	}
 	if err != nil {

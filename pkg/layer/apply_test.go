@@ -848,3 +848,16 @@ func ExampleApply() {
 	}
 	fmt.Printf("%d entries, %d bytes\n", st.Entries, st.Bytes)
 }
+
+// TestApplySelfHardlink: GNU tar archives a path named twice (tar -cf x
+// ./ ./etc) a second time as a hard link to itself; applying it keeps the
+// file its first entry made, rather than remove it and fail linking to it.
+func TestApplySelfHardlink(t *testing.T) {
+	root := t.TempDir()
+	mustApply(t, root, testutil.Tar(t,
+		testutil.Dir("./"), testutil.Dir("./etc/"), testutil.File("./etc/motd", "hello"),
+		testutil.Dir("./etc/"), testutil.Hardlink("./etc/motd", "./etc/motd")))
+	if got := readFile(t, filepath.Join(root, "etc/motd")); got != "hello" {
+		t.Fatalf("etc/motd holds %q, want %q", got, "hello")
+	}
+}
