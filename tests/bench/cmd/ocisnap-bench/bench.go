@@ -366,6 +366,13 @@ func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
 	if len(tools) == 0 {
 		return nil, nil // an export-only pass (-durable-disk)
 	}
+	return b.restoreRuns(e, tools, e.w.name, nil)
+}
+
+// restoreRuns is restore's loop, its progress labelled label; after, when
+// not nil, runs after each tool's run, untimed (the registry rows remove
+// the two-step's layout there).
+func (b *bench) restoreRuns(e *wenv, tools []tool, label string, after func() error) (map[string]stats, error) {
 	samples := make(map[string][]sample)
 	base := filepath.Join(e.fs.dir, "r")
 	for r := 0; r <= b.runs; r++ {
@@ -386,6 +393,11 @@ func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
 			if rerr := o.remove(); err == nil {
 				err = rerr
 			}
+			if after != nil {
+				if rerr := after(); err == nil {
+					err = rerr
+				}
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -393,7 +405,7 @@ func (b *bench) restore(e *wenv, tools []tool) (map[string]stats, error) {
 				samples[t.key] = append(samples[t.key], s)
 			}
 		}
-		b.progress("restore", e.w.name, r, samples)
+		b.progress("restore", label, r, samples)
 	}
 	return summarizeAll(samples), nil
 }

@@ -166,7 +166,7 @@ func (b *bench) registrySmall(res *registryResult) error {
 	for i := range restores {
 		restores[i].name = restores[i].key
 	}
-	if res.Restore, err = b.registryRestore(e, restores, layout); err != nil {
+	if res.Restore, err = b.restoreRuns(e.wenv, restores, "registry", func() error { return removeAll(layout) }); err != nil {
 		return err
 	}
 	// Each push goes to a repository of its own: the registry has none of
@@ -184,46 +184,6 @@ func (b *bench) registrySmall(res *registryResult) error {
 	}
 	res.Export, err = b.export(e.wenv, exports)
 	return err
-}
-
-// registryRestore is restore's loop (a fresh overlay over the image as the
-// target of every run, interleaved rounds, the ocisnap restores checked
-// against the container's view after the warm-up round), removing the
-// two-step's layout after each run, untimed.
-func (b *bench) registryRestore(e *regEnv, tools []tool, layout string) (map[string]stats, error) {
-	samples := make(map[string][]sample)
-	base := filepath.Join(e.fs.dir, "r")
-	for r := 0; r <= b.runs; r++ {
-		for _, i := range b.order(r, len(tools)) {
-			t := tools[i]
-			o, err := mountOverlay(base, e.image)
-			if err != nil {
-				return nil, err
-			}
-			unix.Sync()
-			s, err := measure(t.argv(e.wenv, o.merged), e.fs.dir, "")
-			if err == nil && r == 0 && t.verify {
-				var got string
-				if got, err = digestTree(o.merged); err == nil && got != e.want {
-					err = fmt.Errorf("%s restore of %s differs from the container's view: %s", t.key, e.w.name, firstDiff(got, e.want))
-				}
-			}
-			if rerr := o.remove(); err == nil {
-				err = rerr
-			}
-			if rerr := removeAll(layout); err == nil {
-				err = rerr
-			}
-			if err != nil {
-				return nil, err
-			}
-			if r > 0 {
-				samples[t.key] = append(samples[t.key], s)
-			}
-		}
-		b.progress("restore", "registry", r, samples)
-	}
-	return summarizeAll(samples), nil
 }
 
 // registryLargeRun: peak RSS (and time) of one export+push and one restore
