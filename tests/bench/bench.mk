@@ -53,8 +53,10 @@ bench-report: bench-tools
 
 # Only the registry rows of `make bench` (the `registry` workload: restore
 # from and export to docker-registry on loopback against a local file and
-# skopeo copy + tar -x), printed; BENCH_REGISTRY_LARGE=1 adds the 2 GiB
-# peak-RSS rows.
+# skopeo copy + tar -x, with the registry's own CPU per run), written to
+# tests/bench/results-registry.{md,json}; BENCH_REGISTRY_LARGE=1 adds the
+# 2 GiB peak-RSS rows.
 bench-registry: bench-deps build bench-tools
 	$(BENCH_BIN)/ocisnap-bench -runs $(BENCH_RUNS) -workdir $(BENCH_WORKDIR) -cli bin/ocisnap \
-		-workloads registry $(if $(filter 1,$(BENCH_REGISTRY_LARGE)),-registry-large) -commit "$(BENCH_COMMIT)" $(BENCH_FLAGS)
+		-workloads registry $(if $(filter 1,$(BENCH_REGISTRY_LARGE)),-registry-large) -commit "$(BENCH_COMMIT)" \
+		-out $(BENCH_DIR)/results-registry.md -json $(BENCH_DIR)/results-registry.json $(BENCH_FLAGS)

@@ -8,6 +8,7 @@
 package registryfixture
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -24,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -199,6 +201,38 @@ func (r *Registry) signal(s syscall.Signal) {
 	if r.cmd != nil {
 		syscall.Kill(-r.cmd.Process.Pid, s)
 	}
+}
+
+// CPU is the CPU time (user+sys, all threads) the running registry has
+// used so far, from /proc/PID/stat (in clock ticks of 10 ms: USER_HZ is
+// 100 on Linux whatever the kernel's HZ).
+func (r *Registry) CPU() (time.Duration, error) {
+	r.mu.Lock()
+	cmd := r.cmd
+	r.mu.Unlock()
+	if cmd == nil {
+		return 0, errors.New("registry not running")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected %q", cmd.Process.Pid, b)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", cmd.Process.Pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // Log is the registry's log so far (access log included).

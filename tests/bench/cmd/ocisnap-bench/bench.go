@@ -265,6 +265,28 @@ type tool struct {
 	// between rounds, out-KEY.tar) as the hook does at every stop, durably.
 	replace bool
 	argv    func(e *wenv, target string) []string
+	// peer, if set, is the CPU time so far of the server the tool talks
+	// to (the registry rows): its difference over a run is sample.Peer.
+	peer func() (time.Duration, error)
+}
+
+// run measures one run of t (measure), with its server's CPU if it has
+// one.
+func (t tool) run(argv []string, dir string) (sample, error) {
+	var p0 time.Duration
+	if t.peer != nil {
+		var err error
+		if p0, err = t.peer(); err != nil {
+			return sample{}, err
+		}
+	}
+	s, err := measure(argv, dir, "")
+	if err == nil && t.peer != nil {
+		var p1 time.Duration
+		p1, err = t.peer()
+		s.Peer = p1 - p0
+	}
+	return s, err
 }
 
 func (b *bench) restoreTools(keys []string) []tool {
@@ -383,7 +405,7 @@ func (b *bench) restoreRuns(e *wenv, tools []tool, label string, after func() er
 				return nil, err
 			}
 			unix.Sync()
-			s, err := measure(t.argv(e, o.merged), e.fs.dir, "")
+			s, err := t.run(t.argv(e, o.merged), e.fs.dir)
 			if err == nil && r == 0 && t.verify {
 				var got string
 				if got, err = digestTree(o.merged); err == nil && got != e.want {
@@ -431,7 +453,7 @@ func (b *bench) export(e *wenv, tools []tool) (map[string]stats, error) {
 				out = filepath.Join(e.fs.dir, "out-"+t.key+".tar")
 			}
 			unix.Sync()
-			s, err := measure(t.argv(e, out), e.fs.dir, "")
+			s, err := t.run(t.argv(e, out), e.fs.dir)
 			if err == nil && r == 0 && (t.key == "ocisnap" || t.key == "ocisnap-durable") && fileSize(out) != fileSize(e.snapOverlay) {
 				err = fmt.Errorf("%s export of %s: %d bytes, want %d", t.key, e.w.name, fileSize(out), fileSize(e.snapOverlay))
 			}

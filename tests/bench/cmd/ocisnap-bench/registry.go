@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,6 +30,7 @@ type registryResult struct {
 	Desc            string
 	Entries         int64
 	SnapshotBytes   int64 // the zstd layer
+	CPUs            int   // the machine's, which the registry shares
 	Restore, Export map[string]stats
 	Large           *regLarge `json:",omitempty"`
 }
@@ -136,7 +139,7 @@ func (b *bench) registrySmall(res *registryResult) error {
 		return err
 	}
 	defer e.Close()
-	res.Desc, res.Entries = w.desc, w.entries
+	res.Desc, res.Entries, res.CPUs = w.desc, w.entries, runtime.NumCPU()
 	local := filepath.Join(e.fs.dir, "snap.tar.zst")
 	ref := e.ref("small")
 	for _, argv := range [][]string{
@@ -157,11 +160,12 @@ func (b *bench) registrySmall(res *registryResult) error {
 				append(e.reg.SkopeoSrcArgs(), ref)...)
 		}
 	}
+	regCPU := e.reg.CPU
 	restores := []tool{
-		{key: "ocisnap-registry", verify: true, argv: func(_ *wenv, m string) []string { return e.cli(b, "apply", ref, m) }},
+		{key: "ocisnap-registry", verify: true, peer: regCPU, argv: func(_ *wenv, m string) []string { return e.cli(b, "apply", ref, m) }},
 		{key: "ocisnap-file", verify: true, argv: func(_ *wenv, m string) []string { return e.cli(b, "apply", local, m) }},
-		{key: "skopeo-gnutar", argv: twoStep("tar")},
-		{key: "skopeo-bsdtar", argv: twoStep("bsdtar")},
+		{key: "skopeo-gnutar", peer: regCPU, argv: twoStep("tar")},
+		{key: "skopeo-bsdtar", peer: regCPU, argv: twoStep("bsdtar")},
 	}
 	for i := range restores {
 		restores[i].name = restores[i].key
@@ -174,7 +178,7 @@ func (b *bench) registrySmall(res *registryResult) error {
 	// a blob the repository has).
 	n := 0
 	exports := []tool{
-		{key: "ocisnap-push", argv: func(_ *wenv, _ string) []string {
+		{key: "ocisnap-push", peer: regCPU, argv: func(_ *wenv, _ string) []string {
 			n++
 			return e.cli(b, "export", "--upper", e.srcUpper, "--format", "oci", "-o", e.ref(fmt.Sprintf("push%d", n)))
 		}},
@@ -265,19 +269,29 @@ func (r *report) registrySection(p func(string, ...any)) {
 	if len(g.Restore) > 0 {
 		p("Workload: small (%s), %d entries; the zstd layer is %s.\n\n", g.Desc, g.Entries, mib(g.SnapshotBytes))
 		for _, op := range []struct {
-			name, ref string
-			m         map[string]stats
-		}{{"restore", "ocisnap-file", g.Restore}, {"export", "ocisnap-export", g.Export}} {
-			p("**%s**\n\n| tool | median | min – max | ÷ local | CPU | peak RSS |\n|---|---|---|---|---|---|\n", op.name)
+			name, ours, ref string
+			m               map[string]stats
+		}{{"restore", "ocisnap-registry", "ocisnap-file", g.Restore}, {"export", "ocisnap-push", "ocisnap-export", g.Export}} {
+			p("**%s**\n\n| tool | median | min – max | ÷ local | CPU | registry CPU | peak RSS |\n|---|---|---|---|---|---|---|\n", op.name)
 			for _, k := range registryOrder {
 				s, ok := op.m[k]
 				if !ok {
 					continue
 				}
-				p("| %s | %s | %s – %s | %.2f | %s | %s |\n", registryToolNames[k], secs(s.Median), secs(s.Min), secs(s.Max),
-					ratio(s, op.m[op.ref]), secs(s.CPU), mib(s.MaxRSS))
+				peer := "—"
+				if s.PeerCPU > 0 {
+					peer = secs(s.PeerCPU)
+				}
+				p("| %s | %s | %s – %s | %.2f | %s | %s | %s |\n", registryToolNames[k], secs(s.Median), secs(s.Min), secs(s.Max),
+					ratio(s, op.m[op.ref]), secs(s.CPU), peer, mib(s.MaxRSS))
 			}
 			p("\n")
+			if s, l := op.m[op.ours], op.m[op.ref]; g.CPUs > 0 && s.PeerCPU > 0 && l.Median > 0 && l.CPU > 0 {
+				floor := (s.CPU + s.PeerCPU) / time.Duration(g.CPUs)
+				p("The registry runs on the same %d cores: ocisnap's CPU and the registry's (%s + %s) need at least %s of wall time on them, "+
+					"%.2f× the local row's median, before any wait; ocisnap's CPU alone is %.2f× the local row's.\n\n",
+					g.CPUs, secs(s.CPU), secs(s.PeerCPU), secs(floor), floor.Seconds()/l.Median.Seconds(), s.CPU.Seconds()/l.CPU.Seconds())
+			}
 		}
 	}
 	if l := g.Large; l != nil {

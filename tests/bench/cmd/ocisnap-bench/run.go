@@ -26,6 +26,9 @@ type sample struct {
 	User   time.Duration
 	Sys    time.Duration
 	MaxRSS int64 // bytes
+	// Peer is the CPU (user+sys) the server the tool talks to (the
+	// registry) spent during the run, for a tool with one (tool.peer).
+	Peer time.Duration `json:",omitempty"`
 }
 
 // measure runs argv in dir with stdout to /dev/null and stdin from the
@@ -110,6 +113,7 @@ type stats struct {
 	Min     time.Duration
 	Max     time.Duration
 	CPU     time.Duration // median user+sys
+	PeerCPU time.Duration `json:",omitempty"` // median of sample.Peer
 	MaxRSS  int64         // largest over the runs
 	Samples []sample      `json:",omitempty"`
 }
@@ -120,14 +124,17 @@ func summarize(ss []sample) stats {
 	}
 	walls := make([]time.Duration, len(ss))
 	cpus := make([]time.Duration, len(ss))
+	peers := make([]time.Duration, len(ss))
 	var rss int64
 	for i, s := range ss {
-		walls[i], cpus[i] = s.Wall, s.User+s.Sys
+		walls[i], cpus[i], peers[i] = s.Wall, s.User+s.Sys, s.Peer
 		rss = max(rss, s.MaxRSS)
 	}
 	slices.Sort(walls)
 	slices.Sort(cpus)
-	return stats{Runs: len(ss), Median: median(walls), Min: walls[0], Max: walls[len(walls)-1], CPU: median(cpus), MaxRSS: rss, Samples: ss}
+	slices.Sort(peers)
+	return stats{Runs: len(ss), Median: median(walls), Min: walls[0], Max: walls[len(walls)-1], CPU: median(cpus),
+		PeerCPU: median(peers), MaxRSS: rss, Samples: ss}
 }
 
 func median(d []time.Duration) time.Duration {
