@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -538,5 +539,42 @@ func TestHostileDestinations(t *testing.T) {
 	}
 	if got := temps(t, allow); len(got) != 0 {
 		t.Errorf("temporary files left: %v", got)
+	}
+}
+
+// TestCheckRedirect: a registry may redirect a blob to another public
+// host (its blob store) or within itself, never to an address of the
+// node or its networks, whatever the form of the address.
+func TestCheckRedirect(t *testing.T) {
+	from, _ := http.NewRequest(http.MethodGet, "https://registry.example.com:5000/v2/r/blobs/sha256:0", nil)
+	for host, ok := range map[string]bool{
+		"blobs.example.net":    true,
+		"203.0.113.7":          true,
+		"[2001:db8::1]":        true,
+		"registry.example.com": true, // the same host, another port
+		"127.0.0.1":            false,
+		"10.1.2.3":             false,
+		"192.168.0.1":          false,
+		"169.254.169.254":      false,
+		"[::1]":                false,
+		"[::ffff:127.0.0.1]":   false,
+		"[fe80::1%25eth0]":     false,
+		"0.0.0.0":              false,
+		"0x7f.1":               false,
+		"2130706433":           false,
+	} {
+		to, err := http.NewRequest(http.MethodGet, "https://"+host+":443/blob", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkRedirect(to, []*http.Request{from})
+		if (err == nil) != ok {
+			t.Errorf("redirect to %s: err %v, want allowed %v", host, err, ok)
+		}
+	}
+	loopback, _ := http.NewRequest(http.MethodGet, "https://127.0.0.1:5000/v2/r/blobs/sha256:0", nil)
+	again, _ := http.NewRequest(http.MethodGet, "https://127.0.0.1:5001/blob", nil)
+	if err := checkRedirect(again, []*http.Request{loopback}); err != nil {
+		t.Errorf("a registry on loopback redirecting to itself: %v", err)
 	}
 }

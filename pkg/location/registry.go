@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -198,13 +200,17 @@ type client struct {
 	ref  string // for messages
 	opts []remote.Option
 
-	// What fetchBlob reaches the registry with: the base transport
-	// (https only, retries, user agent) and the credentials; pull is the
-	// authenticated client, made on first use (one ping per client).
+	// What pulls reach the registry with: the base transport (https
+	// only, retries, user agent) and the credentials; pull is the
+	// authenticated transport, made on first use and shared by every pull
+	// of the client (manifests, tags, blobs): one ping per client, not
+	// one per request. pusher shares its authentication the same way
+	// between the uploads and the manifest of an export.
 	base   http.RoundTripper
 	auth   authn.Authenticator
 	pullMu sync.Mutex
-	pull   *http.Client
+	pull   http.RoundTripper
+	pusher *remote.Pusher
 }
 
 // newClient prepares the client of host/repo: TLS from certs.d, https
@@ -253,7 +259,7 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 		auth = authn.FromConfig(authn.AuthConfig{Username: cred.Username, Password: cred.Password, IdentityToken: cred.IdentityToken})
 	}
 	backoff := remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}
-	return &client{repo: r.Repo(repo), ref: ref, opts: []remote.Option{
+	c := &client{repo: r.Repo(repo), ref: ref, opts: []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(httpsOnly{tr}),
 		remote.WithAuth(auth),
@@ -262,7 +268,12 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 	},
 		base: transport.NewUserAgent(transport.NewRetry(httpsOnly{tr}, transport.WithRetryBackoff(backoff)), userAgent),
 		auth: auth,
-	}, nil
+	}
+	// Sends nothing until used.
+	if c.pusher, err = remote.NewPusher(c.opts...); err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	return c, nil
 }
 
 const userAgent = "ocisnap"
@@ -311,7 +322,11 @@ func (c *client) open(ctx context.Context, ref, reference string) (*Snapshot, er
 	if strings.HasPrefix(reference, "sha256:") {
 		nref = c.repo.Digest(reference)
 	}
-	rd, err := remote.Get(nref, c.opts...)
+	opts, err := c.pullOpts(ctx)
+	if err != nil {
+		return nil, remoteErr(ref, "fetch manifest", err)
+	}
+	rd, err := remote.Get(nref, opts...)
 	if err != nil {
 		return nil, remoteErr(ref, "fetch manifest", err)
 	}
@@ -359,7 +374,7 @@ func (c *client) open(ctx context.Context, ref, reference string) (*Snapshot, er
 // library's, which verifies every blob too and so would hash each byte of
 // a layer twice (a tenth of a restore's CPU for a 167 MiB layer).
 func (c *client) fetchBlob(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
-	hc, err := c.puller(ctx)
+	rt, err := c.puller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +383,7 @@ func (c *client) fetchBlob(ctx context.Context, d ocispec.Descriptor) (io.ReadCl
 	if err != nil {
 		return nil, err
 	}
-	resp, err := hc.Do(req)
+	resp, err := (&http.Client{Transport: rt, CheckRedirect: checkRedirect}).Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -383,11 +398,9 @@ func (c *client) fetchBlob(ctx context.Context, d ocispec.Descriptor) (io.ReadCl
 	return resp.Body, nil
 }
 
-// puller is the client's authenticated HTTP client for pulls, made once
-// (its ping and, with a token server, its token shared by every fetch).
-// Redirects (to a blob store) are followed over https only (httpsOnly),
-// never with the registry's credentials to another host.
-func (c *client) puller(ctx context.Context) (*http.Client, error) {
+// puller is the client's authenticated transport for pulls, made once
+// (its ping and, with a token server, its token shared by every pull).
+func (c *client) puller(ctx context.Context) (http.RoundTripper, error) {
 	c.pullMu.Lock()
 	defer c.pullMu.Unlock()
 	if c.pull != nil {
@@ -397,8 +410,54 @@ func (c *client) puller(ctx context.Context) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.pull = &http.Client{Transport: rt}
+	c.pull = rt
 	return c.pull, nil
+}
+
+// pullOpts are the library's options for a pull through the client's
+// shared authenticated transport (puller).
+func (c *client) pullOpts(ctx context.Context) ([]remote.Option, error) {
+	rt, err := c.puller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(slices.Clip(c.opts), remote.WithTransport(rt)), nil
+}
+
+// pushOpts are the library's options for an upload or a manifest put,
+// all of one client through one authenticated writer (its pusher).
+func (c *client) pushOpts() []remote.Option {
+	return append(slices.Clip(c.opts), remote.Reuse(c.pusher))
+}
+
+// checkRedirect follows a registry's redirect of a blob (to its blob
+// store, say), over https only (httpsOnly), and never to a loopback,
+// private, link-local or unspecified address of another host: a registry
+// must not make the hook reach the node's own services. The registry's
+// credentials are never sent to another host (the library adds them for
+// the registry's host only).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if host := req.URL.Hostname(); host != via[0].URL.Hostname() && internalHost(host) {
+		return fmt.Errorf("redirect from %s to %s refused: not a public address", via[0].URL.Host, req.URL.Host)
+	}
+	return nil
+}
+
+// internalHost says whether host is an address the node reaches without
+// leaving it or its networks. A name that is neither a DNS name nor an
+// address netip reads (an IPv4 address in an old form, "0x7f.1") counts
+// as one.
+func internalHost(host string) bool {
+	h, _, _ := strings.Cut(host, "%")
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		return strings.Trim(strings.ToLower(h), "0123456789abcdefx.") == "" && strings.ContainsAny(h, "0123456789")
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified()
 }
 
 // Create starts an export: the layer is written into a spool entry (see
@@ -454,7 +513,7 @@ func (p *dockerPending) startStream() {
 	p.c, p.s = c, s
 	p.w = bufio.NewWriterSize(io.MultiWriter(p.f, p.h, s), bufSize)
 	go func() {
-		err := remote.WriteLayer(c.repo, teeLayer{s}, c.opts...)
+		err := remote.WriteLayer(c.repo, teeLayer{s}, c.pushOpts()...)
 		if err != nil {
 			err = remoteErr(c.ref, "push layer", err)
 		}
@@ -656,7 +715,7 @@ func (c *client) push(ctx context.Context, snap *Snapshot, open func(ocispec.Des
 	blobs := append([]ocispec.Descriptor{snap.Manifest.Config}, snap.Manifest.Layers...)
 	for _, b := range blobs {
 		err := retryPush(ctx, attempts, func() error {
-			if err := remote.WriteLayer(c.repo, blobLayer{d: b, open: open}, c.opts...); err != nil {
+			if err := remote.WriteLayer(c.repo, blobLayer{d: b, open: open}, c.pushOpts()...); err != nil {
 				return remoteErr(c.ref, "push blob "+b.Digest.String(), err)
 			}
 			return nil
@@ -688,7 +747,7 @@ func (c *client) pushTop(ctx context.Context, config, manifest blob, tag string,
 		return io.NopCloser(bytes.NewReader(config.data)), nil
 	}
 	err := retryPush(ctx, attempts, func() error {
-		if err := remote.WriteLayer(c.repo, blobLayer{d: config.desc, open: open}, c.opts...); err != nil {
+		if err := remote.WriteLayer(c.repo, blobLayer{d: config.desc, open: open}, c.pushOpts()...); err != nil {
 			return remoteErr(c.ref, "push blob "+config.desc.Digest.String(), err)
 		}
 		return nil
@@ -707,7 +766,11 @@ func (c *client) pushTop(ctx context.Context, config, manifest blob, tag string,
 func (c *client) putManifest(ctx context.Context, mdata []byte, tag string, base digest.Digest, attempts int) error {
 	if base != "" {
 		now := "(no such tag)"
-		d, err := remote.Head(c.repo.Tag(tag), c.opts...)
+		opts, err := c.pullOpts(ctx)
+		if err != nil {
+			return remoteErr(c.ref, "check tag "+tag, err)
+		}
+		d, err := remote.Head(c.repo.Tag(tag), opts...)
 		if err == nil {
 			now = d.Digest.String()
 		} else if rerr := remoteErr(c.ref, "check tag "+tag, err); !errors.Is(rerr, ErrNotFound) {
@@ -719,7 +782,7 @@ func (c *client) putManifest(ctx context.Context, mdata []byte, tag string, base
 		}
 	}
 	return retryPush(ctx, attempts, func() error {
-		if err := remote.Put(c.repo.Tag(tag), rawManifest{data: mdata, mt: ocispec.MediaTypeImageManifest}, c.opts...); err != nil {
+		if err := remote.Put(c.repo.Tag(tag), rawManifest{data: mdata, mt: ocispec.MediaTypeImageManifest}, c.pushOpts()...); err != nil {
 			return remoteErr(c.ref, "push manifest", err)
 		}
 		return nil
@@ -770,7 +833,11 @@ func List(ctx context.Context, ref string, p *policy.Policy, reg Registry) ([]Ta
 	if err != nil {
 		return nil, err
 	}
-	tags, err := remote.List(c.repo, c.opts...)
+	opts, err := c.pullOpts(ctx)
+	if err != nil {
+		return nil, remoteErr(ref, "list tags", err)
+	}
+	tags, err := remote.List(c.repo, opts...)
 	if err != nil {
 		return nil, remoteErr(ref, "list tags", err)
 	}

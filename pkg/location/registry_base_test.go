@@ -400,3 +400,37 @@ func TestRegistryBlobFetch(t *testing.T) {
 		t.Fatalf("shortened blob: err %v, want ErrDigestMismatch naming %s", err, layer)
 	}
 }
+
+// TestRegistryOnePing: a client authenticates once for all it pulls (the
+// manifest, the config, the layers) and once for all it pushes (the
+// layer, the config, the manifest), not once per request: on a distant
+// registry each ping is a round trip before the request itself.
+func TestRegistryOnePing(t *testing.T) {
+	r, reg, p := startTestRegistry(t)
+	ctx := context.Background()
+	ref := "docker://" + p.AllowRegistries[0] + "ping:v1"
+	pings := func() int { return strings.Count(r.Log(), `"GET /v2/ HTTP`) }
+	before := pings()
+	if err := pushBytes(t, ctx, ref, p, reg, "", []byte("layer")); err != nil {
+		t.Fatal(err)
+	}
+	if n := pings() - before; n != 1 {
+		t.Errorf("push: %d pings, want 1", n)
+	}
+	before = pings()
+	src, err := ParseSource(ref, p, WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := src.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Each(ctx, func(int, Layer, io.Reader) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := pings() - before; n != 1 {
+		t.Errorf("restore: %d pings, want 1", n)
+	}
+}
