@@ -22,6 +22,16 @@ const decompressBufferSize = 1 << 20
 // --long=27.
 const zstdMaxWindow = 128 << 20
 
+// zstdWindow is the window the zstd encoder writes with: the zstd CLI's own
+// for its default level 3 (--zstd=wlog=21), where the library's default is
+// 8 MiB. Measured on a real tree (1.4 GiB of /usr/lib and /usr/share,
+// 60,700 entries): peak RSS of an export 79-83 MiB with 8 MiB, 53-57 MiB
+// with this, whatever GOMAXPROCS (2-32), and of the restore of what it
+// wrote 67 MiB against 57 MiB; the layer is 1.8 % larger, the time the
+// same. A restore's memory follows the window of whoever wrote the
+// snapshot, up to zstdMaxWindow.
+const zstdWindow = 2 << 20
+
 // Magic numbers: RFC 1952 section 2.3.1 (gzip ID1 ID2) and RFC 8878 section
 // 3.1.1 (zstd frame magic 0xFD2FB528, little endian).
 var (
@@ -79,7 +89,7 @@ func Compress(w io.Writer, c Compression) (io.WriteCloser, error) {
 	case CompressionGzip:
 		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	case CompressionZstd:
-		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(zstdWindow))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}

@@ -439,6 +439,23 @@ func TestCompressRoundTrip(t *testing.T) {
 	}
 }
 
+// TestZstdWindow: Compress writes zstd frames with a 2 MiB window
+// (zstdWindow), which bounds what the export and a restore of it hold in
+// memory, also for a stream far larger than the window.
+func TestZstdWindow(t *testing.T) {
+	payload := make([]byte, 24<<20)
+	for i := range payload {
+		payload[i] = byte(i * 7 / 5)
+	}
+	var h zstd.Header
+	if err := h.Decode(compress(t, payload, CompressionZstd)); err != nil {
+		t.Fatal(err)
+	}
+	if h.WindowSize != zstdWindow {
+		t.Errorf("window %d bytes, want %d", h.WindowSize, zstdWindow)
+	}
+}
+
 func TestReadCompression(t *testing.T) {
 	b := testutil.Tar(t, gvisorUpper()...)
 	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
