@@ -34,11 +34,12 @@ type workload struct {
 }
 
 type gen struct {
-	rng  *rand.Rand
-	cc   *rand.ChaCha8
-	buf  []byte
-	n    int // files written, for modes, owners and times
-	base time.Time
+	rng   *rand.Rand
+	cc    *rand.ChaCha8
+	buf   []byte
+	vocab [][]byte // textFile's words
+	n     int      // files written, for modes, owners and times
+	base  time.Time
 }
 
 func newGen(seed uint64, name string) *gen {
@@ -54,14 +55,26 @@ func newGen(seed uint64, name string) *gen {
 // file writes a file of size random bytes with the generator's next mode,
 // owner and mtime: mostly 0644 root files, every 10th 0755, every 7th owned
 // by 1000:1000.
-func (g *gen) file(p string, size int64) error {
+func (g *gen) file(p string, size int64) error { return g.fileOf(p, size, false) }
+
+// textFile is file with text instead of random bytes: words of a fixed
+// vocabulary drawn at random, which zstd compresses about 3×, as it does
+// the text and code of real layers (matches, entropy tables, the window
+// in use: what random bytes never exercise).
+func (g *gen) textFile(p string, size int64) error { return g.fileOf(p, size, true) }
+
+func (g *gen) fileOf(p string, size int64, text bool) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	for left := size; left > 0; {
 		chunk := g.buf[:min(left, int64(len(g.buf)))]
-		g.cc.Read(chunk)
+		if text {
+			g.words(chunk)
+		} else {
+			g.cc.Read(chunk)
+		}
 		if _, err := f.Write(chunk); err != nil {
 			f.Close()
 			return err
@@ -87,6 +100,33 @@ func (g *gen) file(p string, size int64) error {
 }
 
 func (g *gen) size(lo, hi int64) int64 { return lo + g.rng.Int64N(hi-lo+1) }
+
+// words fills b with words of the generator's vocabulary (made on first
+// use: 4,096 words of 2-12 lowercase letters), separated by spaces and, now
+// and then, newlines.
+func (g *gen) words(b []byte) {
+	if g.vocab == nil {
+		g.vocab = make([][]byte, 4096)
+		for i := range g.vocab {
+			w := make([]byte, 2+g.rng.IntN(11))
+			for j := range w {
+				w[j] = 'a' + byte(g.rng.IntN(26))
+			}
+			g.vocab[i] = w
+		}
+	}
+	for i := 0; i < len(b); {
+		i += copy(b[i:], g.vocab[g.rng.IntN(len(g.vocab))])
+		if i < len(b) {
+			if g.rng.IntN(12) == 0 {
+				b[i] = '\n'
+			} else {
+				b[i] = ' '
+			}
+			i++
+		}
+	}
+}
 
 func mkdirs(dirs ...string) error {
 	for _, d := range dirs {
