@@ -90,7 +90,7 @@ func busy(t *testing.T, dir string) (counter *atomic.Int64, pid int) {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
 		t.Fatalf("move process into %s: %v", dir, err)
 	}
-	waitChanging(t, counter, true)
+	waitChanging(t, counter, true, 25)
 	return counter, cmd.Process.Pid
 }
 
@@ -101,9 +101,11 @@ func changing(counter *atomic.Int64) bool {
 	return counter.Load() != a
 }
 
-func waitChanging(t *testing.T, counter *atomic.Int64, want bool) {
+// waitChanging waits for the counter to be changing (want) or not, over
+// at most tries windows of 200ms.
+func waitChanging(t *testing.T, counter *atomic.Int64, want bool, tries int) {
 	t.Helper()
-	for i := 0; i < 25; i++ {
+	for i := 0; i < tries; i++ {
 		if changing(counter) == want {
 			return
 		}
@@ -141,8 +143,9 @@ func TestFreezeThaw(t *testing.T) {
 				t.Fatalf("state after Hold = %s", st)
 			}
 			// Stopped, once the pipe holds nothing more written before
-			// the freeze: a process that still runs keeps it changing.
-			waitChanging(t, counter, false)
+			// the freeze (a read or two): a process that still runs keeps
+			// it changing.
+			waitChanging(t, counter, false, 5)
 			// A second holder (the cgroup is already frozen, as for a
 			// paused container) must leave it frozen.
 			release2, err := Hold(ctx, c)
@@ -164,7 +167,7 @@ func TestFreezeThaw(t *testing.T) {
 			if st, _ := c.State(); st != Thawed {
 				t.Fatalf("state after release = %s", st)
 			}
-			waitChanging(t, counter, true)
+			waitChanging(t, counter, true, 25)
 		})
 	}
 }

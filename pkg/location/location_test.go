@@ -562,6 +562,9 @@ func TestCheckRedirect(t *testing.T) {
 		"0.0.0.0":              false,
 		"0x7f.1":               false,
 		"2130706433":           false,
+		"012.1.2.3":            false, // octal: 10.1.2.3
+		"cafe.de":              true,  // a name, not an address
+		"a1b2.cc":              true,
 	} {
 		to, err := http.NewRequest(http.MethodGet, "https://"+host+":443/blob", nil)
 		if err != nil {

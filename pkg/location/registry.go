@@ -15,8 +15,10 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -266,7 +268,12 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 		remote.WithUserAgent(userAgent),
 		remote.WithRetryBackoff(backoff),
 	},
-		base: transport.NewUserAgent(transport.NewRetry(httpsOnly{tr}, transport.WithRetryBackoff(backoff)), userAgent),
+		// The library's own wrapping of what it is given (retries of
+		// what a retry may fix, the user agent): the pulls go through
+		// this, authenticated once (puller), and the library does not
+		// wrap an authenticated transport again.
+		base: transport.NewUserAgent(transport.NewRetry(httpsOnly{tr}, transport.WithRetryBackoff(backoff),
+			transport.WithRetryPredicate(retryable), transport.WithRetryStatusCodes(retryStatusCodes...)), userAgent),
 		auth: auth,
 	}
 	// Sends nothing until used.
@@ -277,6 +284,23 @@ func newClient(ctx context.Context, host, repo string, reg Registry) (*client, e
 }
 
 const userAgent = "ocisnap"
+
+// retryStatusCodes are the answers a pull is retried on: the library's own
+// list (timeouts, rate limits, a registry or its proxy failing).
+var retryStatusCodes = []int{
+	http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+	http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+	499, // nginx: the client closed the request
+	522, // Cloudflare: connection timed out
+}
+
+// retryable is the library's own rule for the network errors a retry may
+// fix.
+func retryable(err error) bool {
+	var t interface{ Temporary() bool }
+	return (errors.As(err, &t) && t.Temporary()) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}
 
 // httpsOnly refuses every request that is not https: no downgrade to
 // plain http, whatever the address.
@@ -385,7 +409,7 @@ func (c *client) fetchBlob(ctx context.Context, d ocispec.Descriptor) (io.ReadCl
 	}
 	resp, err := (&http.Client{Transport: rt, CheckRedirect: checkRedirect}).Do(req)
 	if err != nil {
-		return nil, err
+		return nil, redactURL(err)
 	}
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		resp.Body.Close()
@@ -393,7 +417,7 @@ func (c *client) fetchBlob(ctx context.Context, d ocispec.Descriptor) (io.ReadCl
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != d.Size {
 		resp.Body.Close()
-		return nil, fmt.Errorf("GET %s: the registry sends %d bytes, the manifest says %d: %w", u.Redacted(), resp.ContentLength, d.Size, ErrDigestMismatch)
+		return nil, fmt.Errorf("GET %s: the registry sends %d bytes, the manifest says %d: %w", u.Redacted(), resp.ContentLength, d.Size, ErrSizeMismatch)
 	}
 	return resp.Body, nil
 }
@@ -430,12 +454,30 @@ func (c *client) pushOpts() []remote.Option {
 	return append(slices.Clip(c.opts), remote.Reuse(c.pusher))
 }
 
+// redactURL drops the query and the user info of the URL in a request's
+// error: the URL of a redirect to a blob store is often presigned, its
+// signature (and a session token) in the query.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.RawQuery, u.User, u.Fragment = "", nil, ""
+			ue.URL = u.String()
+		} else {
+			ue.URL = "(unparsable URL)"
+		}
+	}
+	return err
+}
+
 // checkRedirect follows a registry's redirect of a blob (to its blob
 // store, say), over https only (httpsOnly), and never to a loopback,
-// private, link-local or unspecified address of another host: a registry
-// must not make the hook reach the node's own services. The registry's
-// credentials are never sent to another host (the library adds them for
-// the registry's host only).
+// private, link-local or unspecified address given literally as another
+// host (as the library's own fetch refuses; a name that resolves to one
+// is not caught here either): a registry must not make the hook reach the
+// node's own services by address. The registry's credentials are never
+// sent to another host (the library adds them for the registry's host
+// only).
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
@@ -446,18 +488,47 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// internalHost says whether host is an address the node reaches without
-// leaving it or its networks. A name that is neither a DNS name nor an
-// address netip reads (an IPv4 address in an old form, "0x7f.1") counts
-// as one.
+// internalHost says whether host is, literally, an address the node
+// reaches without leaving it or its networks: in any form the resolver
+// takes as an address, the old IPv4 ones too ("0x7f.1", "2130706433").
 func internalHost(host string) bool {
 	h, _, _ := strings.Cut(host, "%")
 	a, err := netip.ParseAddr(h)
 	if err != nil {
-		return strings.Trim(strings.ToLower(h), "0123456789abcdefx.") == "" && strings.ContainsAny(h, "0123456789")
+		var ok bool
+		if a, ok = legacyIPv4(h); !ok {
+			return false // a DNS name
+		}
 	}
 	a = a.Unmap()
 	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified()
+}
+
+// legacyIPv4 reads inet_aton(3)'s forms of an IPv4 address: one to four
+// parts, each decimal, octal (0…) or hexadecimal (0x…), the last filling
+// the bytes left.
+func legacyIPv4(s string) (netip.Addr, bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var v uint64
+	for i, p := range parts {
+		bits := 8
+		if i == len(parts)-1 {
+			bits = 8 * (5 - len(parts))
+		}
+		n, err := strconv.ParseUint(p, 0, bits)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		if i < len(parts)-1 {
+			v |= n << (8 * (3 - i))
+		} else {
+			v |= n
+		}
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
 // Create starts an export: the layer is written into a spool entry (see

@@ -3,15 +3,20 @@ package location
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocisnap/ocisnap/internal/testutil"
 	"github.com/ocisnap/ocisnap/internal/testutil/registryfixture"
@@ -351,8 +356,8 @@ func TestRegistryTimeoutBoundsNetworkWaits(t *testing.T) {
 // TestRegistryBlobFetch: a layer streams from the registry as it stored
 // it, and what the registry sends is checked by the snapshot's own
 // verifier (fetchBlob leaves the verification to it): altered bytes of
-// the same size fail at the digest, a shortened blob at once at its size,
-// each naming the layer's digest.
+// the same size fail at the digest, a shortened blob at once at its size
+// (the length the registry announces), each naming the layer's digest.
 func TestRegistryBlobFetch(t *testing.T) {
 	r, reg, p := startTestRegistry(t)
 	ctx := context.Background()
@@ -379,8 +384,8 @@ func TestRegistryBlobFetch(t *testing.T) {
 	if err := os.WriteFile(blob, data[:len(data)-1], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := read(); !errors.Is(err, ErrDigestMismatch) || !strings.Contains(err.Error(), layer) {
-		t.Fatalf("shortened blob: err %v, want ErrDigestMismatch naming %s", err, layer)
+	if _, err := read(); !errors.Is(err, ErrSizeMismatch) || !strings.Contains(err.Error(), layer) {
+		t.Fatalf("shortened blob: err %v, want ErrSizeMismatch naming %s", err, layer)
 	}
 }
 
@@ -429,4 +434,94 @@ func readLayers(t *testing.T, ctx context.Context, ref string, p *policy.Policy,
 		return err
 	})
 	return got, err
+}
+
+// tlsRegistry is a TLS test server playing the part of a registry that
+// Debian's docker-registry cannot be made to play (a redirect of a blob, a
+// failure once), with the certs.d, auth file and registries.conf of a
+// client for it.
+func tlsRegistry(t *testing.T, h http.HandlerFunc) (string, Registry) {
+	t.Helper()
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs.d")
+	if err := os.MkdirAll(filepath.Join(certs, host), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(filepath.Join(certs, host, "ca.crt"), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	auth := filepath.Join(dir, "auth.json")
+	if err := os.WriteFile(auth, []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return host, Registry{AuthFile: auth, CertsDir: certs, RegistriesConf: filepath.Join(dir, "none.conf")}
+}
+
+// TestRegistryBlobRedirect: a registry that redirects a blob to an
+// address of the node (here a private one, with a presigned-looking
+// query) is refused, and the error shows neither the query nor anything
+// fetched.
+func TestRegistryBlobRedirect(t *testing.T) {
+	const secret = "X-Amz-Signature=topsecret"
+	host, reg := tlsRegistry(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(r.URL.Path, "/v2/snaps/r/blobs/"):
+			http.Redirect(w, r, "https://10.0.0.1:9/blob?"+secret, http.StatusTemporaryRedirect)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	ctx := context.Background()
+	c, err := newClient(ctx, host, "snaps/r", reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.fetchBlob(ctx, ocispec.Descriptor{Digest: digest.FromString("layer"), Size: 5})
+	if err == nil {
+		rc.Close()
+		t.Fatal("a redirect to 10.0.0.1 was followed")
+	}
+	if !strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("err %q: want the redirect refused, without its query", err)
+	}
+}
+
+// TestRegistryBlobRetry: a blob the registry fails to serve once (503, as
+// a registry behind a proxy does when overloaded) is fetched again, as
+// the library retries its own requests.
+func TestRegistryBlobRetry(t *testing.T) {
+	var gets atomic.Int32
+	host, reg := tlsRegistry(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(r.URL.Path, "/v2/snaps/r/blobs/"):
+			if gets.Add(1) == 1 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "layer")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	ctx := context.Background()
+	c, err := newClient(ctx, host, "snaps/r", reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.fetchBlob(ctx, ocispec.Descriptor{Digest: digest.FromString("layer"), Size: 5})
+	if err != nil {
+		t.Fatalf("after one 503: %v", err)
+	}
+	defer rc.Close()
+	if b, err := io.ReadAll(rc); err != nil || string(b) != "layer" || gets.Load() != 2 {
+		t.Errorf("got %q, %v after %d GETs; want \"layer\" after 2", b, err, gets.Load())
+	}
 }
