@@ -63,7 +63,16 @@ func pushBytes(t *testing.T, ctx context.Context, ref string, p *policy.Policy, 
 	return pend.Commit()
 }
 
+// tagged is the snapshot ref names (closed: its manifest and config).
 func tagged(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg Registry) *Snapshot {
+	t.Helper()
+	s := openSnapshot(t, ctx, ref, p, reg)
+	s.Close()
+	return s
+}
+
+// openSnapshot opens ref (the caller closes it); a failure fails the test.
+func openSnapshot(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg Registry) *Snapshot {
 	t.Helper()
 	src, err := ParseSource(ref, p, WithRegistry(reg))
 	if err != nil {
@@ -73,7 +82,6 @@ func tagged(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
 	return s
 }
 
@@ -418,17 +426,10 @@ func TestRegistryOnePing(t *testing.T) {
 // verified as it streams; an error of opening ref fails the test.
 func readLayers(t *testing.T, ctx context.Context, ref string, p *policy.Policy, reg Registry) ([]byte, error) {
 	t.Helper()
-	src, err := ParseSource(ref, p, WithRegistry(reg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := src.Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSnapshot(t, ctx, ref, p, reg)
 	defer s.Close()
 	var got []byte
-	err = s.Each(ctx, func(_ int, _ Layer, rd io.Reader) error {
+	err := s.Each(ctx, func(_ int, _ Layer, rd io.Reader) error {
 		b, err := io.ReadAll(rd)
 		got = append(got, b...)
 		return err
@@ -436,13 +437,23 @@ func readLayers(t *testing.T, ctx context.Context, ref string, p *policy.Policy,
 	return got, err
 }
 
-// tlsRegistry is a TLS test server playing the part of a registry that
-// Debian's docker-registry cannot be made to play (a redirect of a blob, a
-// failure once), with the certs.d, auth file and registries.conf of a
-// client for it.
-func tlsRegistry(t *testing.T, h http.HandlerFunc) (string, Registry) {
+// fetchFromTestServer fetches the blob "layer" from a TLS test server
+// playing the part of a registry that Debian's docker-registry cannot be
+// made to play (a redirect of a blob, a failure once): it answers the ping
+// and serves the blob with blob, through a client with its own certs.d,
+// auth file and registries.conf.
+func fetchFromTestServer(t *testing.T, blob http.HandlerFunc) (io.ReadCloser, error) {
 	t.Helper()
-	srv := httptest.NewTLSServer(h)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(r.URL.Path, "/v2/snaps/r/blobs/"):
+			blob(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "https://")
 	dir := t.TempDir()
@@ -458,7 +469,13 @@ func tlsRegistry(t *testing.T, h http.HandlerFunc) (string, Registry) {
 	if err := os.WriteFile(auth, []byte(`{"auths":{}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return host, Registry{AuthFile: auth, CertsDir: certs, RegistriesConf: filepath.Join(dir, "none.conf")}
+	reg := Registry{AuthFile: auth, CertsDir: certs, RegistriesConf: filepath.Join(dir, "none.conf")}
+	ctx := context.Background()
+	c, err := newClient(ctx, host, "snaps/r", reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.fetchBlob(ctx, ocispec.Descriptor{Digest: digest.FromString("layer"), Size: 5})
 }
 
 // TestRegistryBlobRedirect: a registry that redirects a blob to an
@@ -466,23 +483,9 @@ func tlsRegistry(t *testing.T, h http.HandlerFunc) (string, Registry) {
 // query) is refused, and the error shows neither the query nor anything
 // fetched.
 func TestRegistryBlobRedirect(t *testing.T) {
-	const secret = "X-Amz-Signature=topsecret"
-	host, reg := tlsRegistry(t, func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/v2/":
-			w.WriteHeader(http.StatusOK)
-		case strings.HasPrefix(r.URL.Path, "/v2/snaps/r/blobs/"):
-			http.Redirect(w, r, "https://10.0.0.1:9/blob?"+secret, http.StatusTemporaryRedirect)
-		default:
-			http.NotFound(w, r)
-		}
+	rc, err := fetchFromTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://10.0.0.1:9/blob?X-Amz-Signature=topsecret", http.StatusTemporaryRedirect)
 	})
-	ctx := context.Background()
-	c, err := newClient(ctx, host, "snaps/r", reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := c.fetchBlob(ctx, ocispec.Descriptor{Digest: digest.FromString("layer"), Size: 5})
 	if err == nil {
 		rc.Close()
 		t.Fatal("a redirect to 10.0.0.1 was followed")
@@ -497,26 +500,13 @@ func TestRegistryBlobRedirect(t *testing.T) {
 // the library retries its own requests.
 func TestRegistryBlobRetry(t *testing.T) {
 	var gets atomic.Int32
-	host, reg := tlsRegistry(t, func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/v2/":
-			w.WriteHeader(http.StatusOK)
-		case strings.HasPrefix(r.URL.Path, "/v2/snaps/r/blobs/"):
-			if gets.Add(1) == 1 {
-				http.Error(w, "busy", http.StatusServiceUnavailable)
-				return
-			}
-			io.WriteString(w, "layer")
-		default:
-			http.NotFound(w, r)
+	rc, err := fetchFromTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if gets.Add(1) == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
 		}
+		io.WriteString(w, "layer")
 	})
-	ctx := context.Background()
-	c, err := newClient(ctx, host, "snaps/r", reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := c.fetchBlob(ctx, ocispec.Descriptor{Digest: digest.FromString("layer"), Size: 5})
 	if err != nil {
 		t.Fatalf("after one 503: %v", err)
 	}
