@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,32 +39,32 @@ func TestCPU(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, _ := http.NewRequest(http.MethodPost, "https://"+r.Host+"/v2/snaps/cpu/blobs/uploads/", nil)
-	req.SetBasicAuth(User, Password)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// send makes an authenticated request that must be accepted (202).
+	send := func(method, url string, body io.Reader) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, url, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(User, Password)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%s %s: %s", method, url, resp.Status)
+		}
+		return resp
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST upload: %s", resp.Status)
-	}
-	loc, err := resp.Location()
+	loc, err := send(http.MethodPost, "https://"+r.Host+"/v2/snaps/cpu/blobs/uploads/", nil).Location()
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := make([]byte, 64<<20)
 	rand.Read(data)
-	req, _ = http.NewRequest(http.MethodPatch, loc.String(), bytes.NewReader(data))
-	req.SetBasicAuth(User, Password)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if resp, err = c.Do(req); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("PATCH upload: %s", resp.Status)
-	}
+	send(http.MethodPatch, loc.String(), bytes.NewReader(data))
 	after, err := r.CPU()
 	if err != nil {
 		t.Fatal(err)

@@ -249,21 +249,31 @@ func tinyWorkload(name string, n int) *workload {
 // largeWorkload: count files of total/count random bytes.
 func largeWorkload(name string, count int, total int64) *workload {
 	return &workload{
-		name:   name,
-		desc:   fmt.Sprintf("%d files of %d MiB", count, total/int64(count)>>20),
-		fsSize: max(16<<30, 6*total+(2<<30)),
-		image:  etcImage,
-		changes: func(g *gen, m string) error {
-			if err := mkdirs(filepath.Join(m, "data")); err != nil {
+		name:    name,
+		desc:    fmt.Sprintf("%d files of %d MiB", count, total/int64(count)>>20),
+		fsSize:  max(16<<30, 6*total+(2<<30)),
+		image:   etcImage,
+		changes: largeChanges(count, total/int64(count), nil),
+	}
+}
+
+// largeChanges writes count files of size bytes in /data: random bytes,
+// or text (textFile) for the files i where text(i) says so.
+func largeChanges(count int, size int64, text func(i int) bool) func(g *gen, m string) error {
+	return func(g *gen, m string) error {
+		if err := mkdirs(filepath.Join(m, "data")); err != nil {
+			return err
+		}
+		for i := 0; i < count; i++ {
+			write := g.file
+			if text != nil && text(i) {
+				write = g.textFile
+			}
+			if err := write(filepath.Join(m, "data", fmt.Sprintf("blob%d", i)), size); err != nil {
 				return err
 			}
-			for i := 0; i < count; i++ {
-				if err := g.file(filepath.Join(m, "data", fmt.Sprintf("blob%d", i)), total/int64(count)); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		}
+		return nil
 	}
 }
 

@@ -197,21 +197,7 @@ func (b *bench) registrySmall(res *registryResult) error {
 func (b *bench) registryLargeRun() (*regLarge, error) {
 	w := largeWorkload("registry-large", 4, 2<<30)
 	w.desc = "4 files of 512 MiB: 2 of random bytes, 2 of text"
-	w.changes = func(g *gen, m string) error {
-		if err := mkdirs(filepath.Join(m, "data")); err != nil {
-			return err
-		}
-		for i := 0; i < 4; i++ {
-			write := g.file
-			if i%2 == 1 {
-				write = g.textFile
-			}
-			if err := write(filepath.Join(m, "data", fmt.Sprintf("blob%d", i)), 512<<20); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	w.changes = largeChanges(4, 512<<20, func(i int) bool { return i%2 == 1 })
 	w.fsSize = 14 << 30 // upper, snapshot, registry, staging, target: 2 GiB each
 	e, err := b.prepareRegistry(w)
 	if err != nil {
